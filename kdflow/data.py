@@ -1,0 +1,74 @@
+"""Datasets as plain arrays: generation of the bundled MNIST-1D, splitting, and NPZ I/O.
+
+A split is a pair of arrays, ``x`` (float32, shape ``[n, length]``) and ``y`` (int64, ``[n]``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kdflow.io import atomic_path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def make_mnist1d(num_samples: int, seed: int) -> Split:
+    """Generate MNIST-1D offline with its reference generator (never its downloader).
+
+    `mnist1d.make_dataset` reseeds the global `random` and NumPy generators; their states are
+    restored so that generating data does not change what the caller draws next.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = num_samples
+    args.seed = seed
+    args.train_split = 1.0  # kdflow does its own stratified split below
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        raw = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return Split(raw["x"].astype(np.float32), raw["y"].astype(np.int64))
+
+
+def stratified_split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off `fraction` of each class (at least one row per class) as the second part."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(data.y):
+        rows = np.flatnonzero(data.y == label)
+        take = max(1, round(len(rows) * fraction))
+        held.append(rng.choice(rows, size=take, replace=False))
+    mask = np.zeros(len(data), dtype=bool)
+    mask[np.concatenate(held)] = True
+    keep, out = np.flatnonzero(~mask), np.flatnonzero(mask)
+    return Split(data.x[keep], data.y[keep]), Split(data.x[out], data.y[out])
+
+
+def save_split(split: Split, path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, x=split.x, y=split.y)
+
+
+def load_split(path: str | Path) -> Split:
+    with np.load(path, allow_pickle=False) as archive:
+        return Split(archive["x"], archive["y"])

@@ -1,0 +1,100 @@
+"""Model quality and cost metrics: accuracy, calibration, size, multiply-accumulates, latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_calibration_error,
+)
+
+
+def top1_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return multiclass_accuracy(logits, y, num_classes=logits.shape[-1], average="micro").item()
+
+
+def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (L1 norm), as in Guo et al. (2017)."""
+    return multiclass_calibration_error(
+        logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="l1"
+    ).item()
+
+
+def reliability_bins(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> list[dict]:
+    """Per-bin mean confidence, accuracy and count: the data behind a reliability diagram."""
+    confidence, predicted = logits.softmax(-1).max(-1)
+    correct = (predicted == y).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    index = torch.bucketize(confidence, edges[1:-1], right=True)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        rows.append(
+            {
+                "bin": b,
+                "bin_upper": round(edges[b + 1].item(), 4),
+                "confidence": confidence[mask].mean().item() if n else None,
+                "accuracy": correct[mask].mean().item() if n else None,
+                "count": n,
+            }
+        )
+    return rows
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass for one sample (FLOPs / 2)."""
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(example[:1])
+    return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch_size: int
+    p50_ms: float
+    p95_ms: float
+    threads: int
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second at the median latency."""
+        return self.batch_size / (self.p50_ms / 1000)
+
+
+def measure_latency(
+    model: nn.Module,
+    example: torch.Tensor,
+    batch_size: int,
+    *,
+    warmup: int = 5,
+    repeats: int = 30,
+    threads: int = 1,
+) -> Latency:
+    """Median and 95th percentile of repeated timed forwards, after warm-up, at `threads`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        reps = -(-batch_size // len(example))
+        batch = example.repeat(reps, *([1] * (example.dim() - 1)))[:batch_size].contiguous()
+        model.eval()
+        times = []
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
+                model(batch)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return Latency(batch_size, statistics.median(times), p95, threads)

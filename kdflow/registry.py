@@ -1,0 +1,156 @@
+"""The model registry (MLflow): versions, the `champion` and `challenger` aliases, audit trail.
+
+Aliases, never the deprecated stages. Serving reads ``models:/<name>@champion``. Every alias
+move is recorded as version tags (who, when, why), and the registered model keeps the ordered
+history of champions, which is what `rollback` walks back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from kdflow.errors import KdflowError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "kdflow.champion_history"
+FINGERPRINT_TAG = "kdflow.fingerprint"
+
+
+class RegistryError(KdflowError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def actor() -> str:
+    return os.environ.get("KDFLOW_ACTOR") or getpass.getuser()
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: int
+    aliases: list[str]
+    created: str
+    tags: dict[str, str]
+
+
+class Registry:
+    def __init__(self, model_name: str, tracking_uri: str | None = None):
+        self.name = model_name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _model_exists(self) -> bool:
+        try:
+            self.client.get_registered_model(self.name)
+            return True
+        except MlflowException:
+            return False
+
+    def versions(self) -> list[ModelVersion]:
+        if not self._model_exists():
+            return []
+        found = self.client.search_model_versions(f"name = '{self.name}'")
+        return sorted(found, key=lambda v: int(v.version))
+
+    def version(self, version: int | str) -> ModelVersion:
+        try:
+            return self.client.get_model_version(self.name, str(version))
+        except MlflowException:
+            raise RegistryError(f"model {self.name!r} has no version {version}") from None
+
+    def alias(self, alias: str) -> ModelVersion | None:
+        try:
+            return self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException:
+            return None
+
+    def find_fingerprint(self, fingerprint: str) -> ModelVersion | None:
+        for v in self.versions():
+            if v.tags.get(FINGERPRINT_TAG) == fingerprint:
+                return v
+        return None
+
+    def history(self) -> list[str]:
+        if not self._model_exists():
+            return []
+        tags = self.client.get_registered_model(self.name).tags
+        return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+    def rows(self) -> list[VersionRow]:
+        return [
+            VersionRow(
+                int(v.version),
+                sorted(v.aliases),
+                datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+                dict(v.tags),
+            )
+            for v in self.versions()
+        ]
+
+    # -- writing ---------------------------------------------------------------------------
+    def tag(self, version: int | str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, str(version), key, str(value))
+
+    def set_challenger(self, version: int | str) -> None:
+        self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
+        self.tag(version, {"kdflow.challenger_at": _now()})
+
+    def promote(self, version: int | str, reason: str) -> ModelVersion:
+        """Point `champion` at `version`; record who, when and why; remember the previous one."""
+        target = self.version(version)
+        current = self.alias(CHAMPION)
+        if current is not None and current.version == target.version:
+            return target
+        self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
+        self.tag(
+            target.version,
+            {
+                "kdflow.promoted_at": _now(),
+                "kdflow.promoted_by": actor(),
+                "kdflow.promotion_reason": reason,
+                "kdflow.previous_champion": current.version if current else "",
+            },
+        )
+        history = self.history() + [target.version]
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+        return target
+
+    def rollback(self, reason: str) -> tuple[ModelVersion, ModelVersion]:
+        """Move `champion` back to the previous champion; returns (demoted, restored)."""
+        current = self.alias(CHAMPION)
+        if current is None:
+            raise RegistryError(f"model {self.name!r} has no champion to roll back")
+        history = self.history()
+        # The history ends with the current champion; walk back past it.
+        while history and history[-1] == current.version:
+            history.pop()
+        if not history:
+            raise RegistryError(
+                f"model {self.name!r}: version {current.version} is the first champion; "
+                "there is no previous champion to roll back to"
+            )
+        previous = self.version(history[-1])
+        self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
+        now, who = _now(), actor()
+        self.tag(
+            current.version,
+            {"kdflow.rolled_back_at": now, "kdflow.rolled_back_by": who, "kdflow.rollback_reason": reason},
+        )
+        self.tag(
+            previous.version,
+            {"kdflow.restored_at": now, "kdflow.restored_by": who, "kdflow.restore_reason": reason},
+        )
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+        return current, previous

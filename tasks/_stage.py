@@ -1,0 +1,40 @@
+"""What every stage module shares: how it is started from the command line (dvc.yaml)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from kdflow.config import Params, load_params
+from kdflow.errors import KdflowError
+from kdflow.io import atomic_path
+from kdflow.settings import configure, find_root
+
+console = Console(stderr=True)
+
+
+def main(name: str, run: Callable[[Params, Path], Any]) -> None:
+    """Run one stage in the project around the working directory.
+
+    An expected failure (bad params, failed validation, failed registry action) prints one
+    message naming what is wrong and exits 1; anything else is a bug and keeps its traceback.
+    """
+    try:
+        root = find_root()
+        configure(root)
+        run(load_params(root / "params.yaml"), root)
+    except KdflowError as error:
+        console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
+        sys.exit(1)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,87 @@
+"""Stage `evaluate`: the only reader of the test split. Teacher, student and control, side by side.
+
+Writes `reports/metrics.json` (for `dvc metrics show/diff`) and plot data (for `dvc plots`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kdflow.config import Params
+from kdflow.data import load_split
+from kdflow.io import write_json
+from kdflow.metrics import (
+    count_macs,
+    expected_calibration_error,
+    measure_latency,
+    reliability_bins,
+    top1_accuracy,
+)
+from kdflow.models import count_parameters, load_checkpoint
+from kdflow.train import predict
+from tasks import layout
+from tasks._stage import console, main, write_csv
+
+ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
+
+
+def run(params: Params, root: Path) -> dict:
+    cfg = params.evaluate
+    test = load_split(root / layout.SPLIT_FILES["test"])
+    x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
+
+    metrics: dict[str, dict] = {}
+    reliability, latency_rows = [], []
+    for role, path in ROLES.items():
+        model, _ = load_checkpoint(root / path)
+        logits = predict(model, x)
+        row = {
+            "accuracy": top1_accuracy(logits, y),
+            "ece": expected_calibration_error(logits, y, cfg.ece_bins),
+            "parameters": count_parameters(model),
+            "macs": count_macs(model, x),
+        }
+        for batch in cfg.latency.batch_sizes:
+            lat = measure_latency(
+                model,
+                x,
+                batch,
+                warmup=cfg.latency.warmup,
+                repeats=cfg.latency.repeats,
+                threads=cfg.latency.threads,
+            )
+            row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
+            row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
+            latency_rows.append(
+                {"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]}
+            )
+        metrics[role] = row
+        reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
+
+    teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
+    metrics["comparison"] = {
+        "student_minus_control_accuracy": student["accuracy"] - control["accuracy"],
+        "teacher_minus_student_accuracy": teacher["accuracy"] - student["accuracy"],
+        "teacher_to_student_macs": teacher["macs"] / student["macs"],
+        **{
+            f"student_to_teacher_latency_b{b}": student[f"latency_b{b}_p50_ms"]
+            / teacher[f"latency_b{b}_p50_ms"]
+            for b in cfg.latency.batch_sizes
+        },
+        "latency_threads": cfg.latency.threads,
+        "test_rows": len(test),
+    }
+    write_json(metrics, root / layout.METRICS)
+    write_csv(reliability, root / layout.RELIABILITY)
+    write_csv(latency_rows, root / layout.LATENCY)
+    console.print(
+        "evaluate: test accuracy "
+        + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in ROLES)
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    main("evaluate", run)

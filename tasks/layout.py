@@ -1,0 +1,24 @@
+"""Where each stage reads and writes, relative to the project root. dvc.yaml names the same paths
+(tests/test_dvc_yaml.py keeps the two in step)."""
+
+from pathlib import Path
+
+DATA = Path("data/prepared")
+SPLIT_FILES = {name: DATA / f"{name}.npz" for name in ("train", "val", "test")}
+
+VALIDATION_REPORT = Path("reports/validation.json")
+
+TEACHER = Path("models/teacher.pt")
+TEACHER_METRICS = Path("reports/teacher.json")
+TEACHER_HISTORY = Path("reports/plots/teacher_history.csv")
+
+STUDENT = Path("models/student.pt")
+CONTROL = Path("models/control.pt")
+DISTILL_METRICS = Path("reports/distill.json")
+DISTILL_HISTORY = Path("reports/plots/distill_history.csv")
+
+METRICS = Path("reports/metrics.json")
+RELIABILITY = Path("reports/plots/reliability.csv")
+LATENCY = Path("reports/plots/latency.csv")
+
+REGISTERED = Path("reports/registered.json")

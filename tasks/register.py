@@ -1,0 +1,159 @@
+"""Stage `register`: one MLflow run with everything needed to trust (or refuse) the student.
+
+Params, metrics, plots and lineage (git commit; DVC hashes of data, teacher, student) go on the
+run; the student is logged as an MLflow model with signature and input example and becomes a
+new registered version with alias `challenger`. It becomes `champion` only when every gate in
+`params.yaml` passes. The same artifacts registered twice give one version, not two.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from kdflow.config import Params
+from kdflow.data import load_split
+from kdflow.gates import check
+from kdflow.io import read_json, write_json
+from kdflow.lineage import file_md5, fingerprint, git_state
+from kdflow.models import load_checkpoint
+from kdflow.registry import CHAMPION, FINGERPRINT_TAG, Registry
+from tasks import layout
+from tasks._stage import console, main
+
+LINEAGE_FILES = {
+    "data.train": layout.SPLIT_FILES["train"],
+    "data.val": layout.SPLIT_FILES["val"],
+    "data.test": layout.SPLIT_FILES["test"],
+    "teacher": layout.TEACHER,
+    "student": layout.STUDENT,
+    "control": layout.CONTROL,
+}
+REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str], fp: str) -> str:
+    """Create the MLflow run and the new model version; return the version number."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from kdflow import plots
+
+    cfg = params.register_
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        location = _artifact_location(cfg.experiment)
+        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+
+    student, _ = load_checkpoint(root / layout.STUDENT)
+    example = torch.from_numpy(load_split(root / layout.SPLIT_FILES["val"]).x[:5])
+    with torch.inference_mode():
+        output = student(example).numpy()
+    signature = infer_signature(example.numpy(), output)
+
+    run_name = f"kdflow-{lineage['git_commit'][:8]}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.log_params(flatten(params.model_dump(by_alias=True)))
+        numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float)}
+        mlflow.log_metrics(numeric)
+        mlflow.set_tags({f"lineage.{k}": v for k, v in lineage.items()} | {FINGERPRINT_TAG: fp})
+        for report in REPORTS:
+            mlflow.log_artifact(str(root / report), artifact_path="reports")
+        mlflow.log_artifacts(str(root / layout.DISTILL_HISTORY.parent), artifact_path="plots")
+        for name, figure in plots.figures(root / layout.DISTILL_HISTORY, root / layout.RELIABILITY):
+            mlflow.log_figure(figure, f"plots/{name}.png")
+        info = mlflow.pytorch.log_model(
+            student,
+            name="student",
+            signature=signature,
+            input_example=example.numpy(),
+            # Given, not inferred: inference is slow and would pick up the whole environment.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        version = mlflow.register_model(
+            info.model_uri,
+            cfg.model_name,
+            tags={f"lineage.{k}": v for k, v in lineage.items()}
+            | {FINGERPRINT_TAG: fp, "kdflow.run_id": run.info.run_id},
+        )
+    return version.version
+
+
+def _artifact_location(experiment: str) -> str | None:
+    """Under KDFLOW_ARTIFACT_ROOT when set (the embedded default); else the server decides."""
+    base = os.environ.get("KDFLOW_ARTIFACT_ROOT")
+    return f"{base.rstrip('/')}/{experiment}" if base else None
+
+
+def run(params: Params, root: Path) -> dict:
+    cfg = params.register_
+    metrics = read_json(root / layout.METRICS)
+    lineage = {name: file_md5(root / path) for name, path in LINEAGE_FILES.items()}
+    fp = fingerprint(lineage)
+    lineage |= git_state(root)
+    verdicts = check(metrics, cfg.gates)
+    passed = all(v.passed for v in verdicts)
+
+    registry = Registry(cfg.model_name)
+    existing = registry.find_fingerprint(fp)
+    if existing is not None:
+        version, created = existing.version, False
+        console.print(f"register: these artifacts are already version {version}; no new version")
+    else:
+        version, created = _log_run(params, root, metrics, lineage, fp), True
+        registry.set_challenger(version)
+        console.print(f"register: new version {version} of {cfg.model_name!r}, alias 'challenger'")
+
+    registry.tag(
+        version,
+        {f"gate.{v.gate}": str(v) for v in verdicts}
+        | {"kdflow.gates_passed": str(passed).lower(), "kdflow.student_accuracy": metrics["student"]["accuracy"]},
+    )
+    for v in verdicts:
+        console.print(f"  gate {v.gate}: {v}")
+
+    promoted = False
+    rolled_back = "kdflow.rolled_back_at" in registry.version(version).tags
+    if passed and not rolled_back:
+        champion = registry.alias(CHAMPION)
+        if champion is None or champion.version != str(version):
+            registry.promote(version, reason="all gates passed at registration")
+            promoted = True
+            console.print(f"register: version {version} promoted to 'champion'")
+    elif passed:
+        console.print(f"register: version {version} was rolled back before; not promoting it again")
+    else:
+        console.print(f"register: version {version} failed a gate; 'champion' unchanged")
+
+    champion = registry.alias(CHAMPION)
+    summary = {
+        "model_name": cfg.model_name,
+        "version": int(version),
+        "created": created,
+        "gates_passed": passed,
+        "gates": {v.gate: str(v) for v in verdicts},
+        "promoted": promoted,
+        "champion": int(champion.version) if champion else None,
+        "fingerprint": fp,
+    }
+    write_json(summary, root / layout.REGISTERED)
+    return summary
+
+
+if __name__ == "__main__":
+    main("register", run)
