@@ -15,7 +15,7 @@ from kdflow.settings import ProjectNotFound, configure, find_root
 
 app = typer.Typer(help="Knowledge distillation as one reproducible lifecycle.", no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # messages stay greppable, one line each
 
 
 def _project() -> Path:

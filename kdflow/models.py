@@ -66,9 +66,16 @@ class CNN1D(nn.Module):
 ZOO: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn1d": CNN1D}
 
 
-def build_model(spec: ModelSpec, in_features: int, num_classes: int) -> nn.Module:
+def build_model(
+    spec: ModelSpec, in_features: int, num_classes: int, seed: int | None = None
+) -> nn.Module:
+    """Build a zoo model; with `seed`, its initial weights depend on nothing else (the global
+    RNG is left as it was), so a student and its control start from identical weights."""
     try:
-        return ZOO[spec.name](in_features, num_classes, **spec.kwargs)
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            return ZOO[spec.name](in_features, num_classes, **spec.kwargs)
     except TypeError as error:
         raise ValueError(f"model {spec.name!r}: bad kwargs {spec.kwargs}: {error}") from None
 

@@ -81,17 +81,23 @@ class Registry:
                 return v
         return None
 
-    def history(self) -> list[str]:
+    def history(self) -> list[int]:
+        """Versions that were champion, oldest first; the last one is the current champion."""
         if not self._model_exists():
             return []
         tags = self.client.get_registered_model(self.name).tags
         return json.loads(tags.get(HISTORY_TAG, "[]"))
 
     def rows(self) -> list[VersionRow]:
+        # Search results do not carry aliases; the registered model does (alias -> version).
+        aliases: dict[int, list[str]] = {}
+        if self._model_exists():
+            for alias, version in self.client.get_registered_model(self.name).aliases.items():
+                aliases.setdefault(int(version), []).append(alias)
         return [
             VersionRow(
                 int(v.version),
-                sorted(v.aliases),
+                sorted(aliases.get(int(v.version), [])),
                 datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
                 dict(v.tags),
             )
@@ -111,7 +117,7 @@ class Registry:
         """Point `champion` at `version`; record who, when and why; remember the previous one."""
         target = self.version(version)
         current = self.alias(CHAMPION)
-        if current is not None and current.version == target.version:
+        if current is not None and int(current.version) == int(target.version):
             return target
         self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
         self.tag(
@@ -120,10 +126,10 @@ class Registry:
                 "kdflow.promoted_at": _now(),
                 "kdflow.promoted_by": actor(),
                 "kdflow.promotion_reason": reason,
-                "kdflow.previous_champion": current.version if current else "",
+                "kdflow.previous_champion": str(current.version) if current else "",
             },
         )
-        history = self.history() + [target.version]
+        history = self.history() + [int(target.version)]
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         return target
 
@@ -134,7 +140,7 @@ class Registry:
             raise RegistryError(f"model {self.name!r} has no champion to roll back")
         history = self.history()
         # The history ends with the current champion; walk back past it.
-        while history and history[-1] == current.version:
+        while history and history[-1] == int(current.version):
             history.pop()
         if not history:
             raise RegistryError(

@@ -15,7 +15,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
 from kdflow.settings import configure, find_root
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def main(name: str, run: Callable[[Params, Path], Any]) -> None:

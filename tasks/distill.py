@@ -29,7 +29,7 @@ def run(params: Params, root: Path) -> dict:
         ("student", layout.STUDENT, teacher),
         ("control", layout.CONTROL, None),
     ):
-        model = build_model(cfg.student, in_features, num_classes)
+        model = build_model(cfg.student, in_features, num_classes, seed=cfg.train.seed)
         result = fit(model, train, val, cfg.train, teacher=guide, kd=cfg.kd, label=role)
         meta = {"role": role, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}
         save_checkpoint(root / path, result.model, cfg.student, in_features, num_classes, meta)

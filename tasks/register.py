@@ -131,7 +131,7 @@ def run(params: Params, root: Path) -> dict:
     rolled_back = "kdflow.rolled_back_at" in registry.version(version).tags
     if passed and not rolled_back:
         champion = registry.alias(CHAMPION)
-        if champion is None or champion.version != str(version):
+        if champion is None or int(champion.version) != int(version):
             registry.promote(version, reason="all gates passed at registration")
             promoted = True
             console.print(f"register: version {version} promoted to 'champion'")

@@ -18,7 +18,7 @@ def run(params: Params, root: Path) -> dict:
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
     in_features, num_classes = train.x.shape[1], int(train.y.max()) + 1
-    model = build_model(cfg.model, in_features, num_classes)
+    model = build_model(cfg.model, in_features, num_classes, seed=cfg.train.seed)
     result = fit(model, train, val, cfg.train, label="teacher")
     metrics = {
         "val_accuracy": result.best_val_accuracy,

@@ -1,0 +1,131 @@
+"""The whole lifecycle through its real doors, on a tiny config in a throwaway git repository.
+
+Real Prefect (local ephemeral API), real DVC, real Great Expectations, real MLflow SQLite
+registry; nothing mocked. One scenario, in order, because each step builds on the last.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdflow.io import read_json
+from kdflow.registry import CHALLENGER, CHAMPION, Registry
+from tasks import layout
+from tests.conftest import TINY, make_project, write_params
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def kdflow(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))}
+    return subprocess.run(
+        [str(BIN / "kdflow"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def with_params(**sections) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("e2e") / "project")
+
+
+def registry(root: Path) -> Registry:
+    return Registry(TINY["register"]["model_name"], tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def test_first_run_registers_and_promotes(root):
+    out = ok(kdflow(root, "run"))
+    assert "lifecycle complete" in out and "ran prepare, validate, teacher, distill, evaluate, register" in out
+    reg = registry(root)
+    assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 1
+    version = reg.version(1)
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    lock_md5 = {o["path"]: o["md5"] for o in lock["stages"]["distill"]["outs"]}
+    assert version.tags["lineage.student"] == lock_md5[str(layout.STUDENT)]  # DVC's own hash
+    assert (root / "mlflow.db").exists() and (root / ".prefect").is_dir()
+
+
+def test_champion_loads_from_the_registry_by_alias(root):
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/{TINY['register']['model_name']}@champion")
+    batch = np.load(root / layout.SPLIT_FILES["test"])["x"][:4]
+    assert model.predict(batch).shape == (4, 10)
+
+
+def test_second_run_skips_every_stage(root):
+    lock = (root / "dvc.lock").read_text()
+    out = ok(kdflow(root, "run"))
+    assert "nothing changed" in out
+    assert (root / "dvc.lock").read_text() == lock
+    assert len(registry(root).versions()) == 1
+    # The other door agrees: `dvc repro` finds nothing to do either.
+    repro = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, capture_output=True, text=True)
+    assert repro.returncode == 0 and "Data and pipelines are up to date" in repro.stdout
+
+
+def test_changing_one_param_reruns_only_downstream_stages(root):
+    write_params(root, with_params(distill={**TINY["distill"], "kd": {"temperature": 2.0}}))
+    out = ok(kdflow(root, "run"))
+    assert "ran distill, evaluate, register; skipped 3" in out
+    reg = registry(root)
+    assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 2
+
+
+def test_status_and_rollback(root):
+    table = ok(kdflow(root, "status"))
+    assert "champion" in table and "challenger" in table
+    out = ok(kdflow(root, "rollback", "--reason", "e2e check"))
+    assert "version 2 -> version 1" in out
+    reg = registry(root)
+    assert reg.alias(CHAMPION).version == 1 and reg.alias(CHALLENGER).version == 2
+    assert reg.version(2).tags["kdflow.rollback_reason"] == "e2e check"
+    failed = kdflow(root, "rollback")
+    assert failed.returncode == 1 and "no previous champion" in failed.stderr
+    ok(kdflow(root, "promote", "2", "--reason", "back again"))
+    assert registry(root).alias(CHAMPION).version == 2
+
+
+def test_failing_validation_stops_before_training_and_registers_nothing(root):
+    raw = with_params(
+        validate={**TINY["validate"], "max_abs_value": 0.5},  # real data exceeds this
+        distill={**TINY["distill"], "kd": {"temperature": 3.0}},  # would retrain if reached
+    )
+    write_params(root, raw)
+    student_before = (root / layout.STUDENT).read_bytes()
+    result = kdflow(root, "run")
+    assert result.returncode != 0
+    assert "expect_column_values_to_be_between" in result.stdout + result.stderr
+    assert (root / layout.STUDENT).read_bytes() == student_before
+    reg = registry(root)
+    assert len(reg.versions()) == 2 and reg.alias(CHAMPION).version == 2
+
+
+def test_bad_params_fail_fast_naming_the_key(root):
+    raw = with_params(distill={**TINY["distill"], "kd": {"temprature": 4.0}})
+    write_params(root, raw)
+    result = kdflow(root, "run")
+    assert result.returncode == 1
+    assert "distill.kd.temprature: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(registry(root).versions()) == 2

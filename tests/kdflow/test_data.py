@@ -1,0 +1,44 @@
+import random
+
+import numpy as np
+import pytest
+
+from kdflow.data import Split, load_split, make_mnist1d, save_split, stratified_split
+
+
+def test_mnist1d_offline_float32_and_leaves_global_rng_alone():
+    random.seed(1)
+    np.random.seed(1)
+    expected = (random.random(), np.random.rand())
+    random.seed(1)
+    np.random.seed(1)
+    data = make_mnist1d(200, seed=5)
+    assert (random.random(), np.random.rand()) == expected
+    assert data.x.dtype == np.float32 and data.y.dtype == np.int64
+    assert data.x.shape == (200, 40) and set(np.unique(data.y)) == set(range(10))
+    again = make_mnist1d(200, seed=5)
+    np.testing.assert_array_equal(data.x, again.x)
+
+
+def test_stratified_split_is_disjoint_and_keeps_class_balance():
+    y = np.repeat(np.arange(4), 50)
+    data = Split(np.arange(200, dtype=np.float32).reshape(200, 1), y)
+    keep, held = stratified_split(data, 0.2, seed=0)
+    assert len(keep) + len(held) == 200
+    assert not set(keep.x[:, 0]) & set(held.x[:, 0])
+    assert np.bincount(held.y).tolist() == [10, 10, 10, 10]
+
+
+def test_split_shapes_checked():
+    with pytest.raises(ValueError, match="bad split shapes"):
+        Split(np.zeros((3, 2)), np.zeros(4))
+
+
+def test_save_load_roundtrip_leaves_no_temporary_files(tmp_path):
+    split = Split(np.random.rand(5, 3).astype(np.float32), np.arange(5))
+    path = tmp_path / "sub" / "s.npz"
+    save_split(split, path)
+    back = load_split(path)
+    np.testing.assert_array_equal(back.x, split.x)
+    np.testing.assert_array_equal(back.y, split.y)
+    assert [p.name for p in path.parent.iterdir()] == ["s.npz"]

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdflow.validation import Contract, to_frame, validate_split
+
+CONTRACT = Contract(features=["x0", "x1", "x2"], labels=[0, 1, 2], max_abs_value=10.0, min_rows=5, max_rows=1000)
+
+
+def good() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return to_frame(rng.normal(size=(30, 3)).astype(np.float32), rng.integers(0, 3, 30))
+
+
+def only(failures):
+    assert len(failures) == 1, failures
+    return failures[0]
+
+
+def test_clean_split_passes():
+    assert validate_split(good(), "train", CONTRACT) == []
+
+
+def test_nan_is_named_with_column_and_row():
+    frame = good()
+    frame.loc[7, "x1"] = np.nan
+    failure = only(validate_split(frame, "val", CONTRACT))
+    assert (failure.split, failure.column) == ("val", "x1")
+    assert "not_be_null" in failure.expectation and "rows [7]" in failure.details
+
+
+def test_infinity_and_out_of_range_values():
+    frame = good()
+    frame.loc[2, "x0"] = np.inf
+    frame.loc[4, "x2"] = -50.0
+    failures = validate_split(frame, "test", CONTRACT)
+    assert {(f.column, f.expectation) for f in failures} == {
+        ("x0", "expect_column_values_to_be_between"),
+        ("x2", "expect_column_values_to_be_between"),
+    }
+    assert "inf" in str(failures) and "-50.0" in str(failures)
+
+
+def test_unknown_label():
+    frame = good()
+    frame.loc[3, "label"] = 7
+    failure = only(validate_split(frame, "test", CONTRACT))
+    assert failure.column == "label" and "values [7]" in failure.details
+
+
+def test_extra_column_and_too_few_rows():
+    frame = good().head(3).assign(extra=1.0)
+    failures = {f.expectation: f for f in validate_split(frame, "train", CONTRACT)}
+    assert "unexpected ['extra']" in failures["expect_table_columns_to_match_ordered_list"].details
+    assert "observed 3" in failures["expect_table_row_count_to_be_between"].details
+
+
+def test_string_in_numeric_column():
+    frame = good().astype({"x2": object})
+    frame.loc[0, "x2"] = "oops"
+    failure = only(validate_split(frame, "train", CONTRACT))
+    assert failure.column == "x2" and "dtype object" in failure.details
+
+
+@pytest.mark.parametrize("label_dtype", ["float64"])
+def test_float_labels_are_rejected(label_dtype):
+    frame = good().astype({"label": label_dtype})
+    failure = only(validate_split(frame, "train", CONTRACT))
+    assert failure.column == "label" and "dtype float64" in failure.details

@@ -1,0 +1,83 @@
+"""Each stage as a plain function, in order, on a tiny project (no DVC, no Prefect)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdflow.data import Split, load_split, save_split
+from kdflow.io import read_json
+from kdflow.lineage import file_md5
+from kdflow.registry import CHALLENGER, CHAMPION, Registry
+from tasks import distill, evaluate, layout, prepare, register, teacher, validate
+from tasks.validate import ValidationFailed
+
+
+@pytest.fixture
+def prepared(project, tiny_params):
+    prepare.run(tiny_params, project)
+    return project
+
+
+def test_prepare_writes_three_disjoint_stratified_splits(prepared, tiny_params):
+    splits = {n: load_split(prepared / p) for n, p in layout.SPLIT_FILES.items()}
+    assert {n: len(s) for n, s in splits.items()} == {"train": 430, "val": 50, "test": 120}
+    for s in splits.values():
+        assert np.bincount(s.y).tolist() == [len(s) // 10] * 10
+
+
+def test_validate_passes_clean_data(prepared, tiny_params):
+    report = validate.run(tiny_params, prepared)
+    assert report["passed"] and report["labels"] == list(range(10))
+    assert read_json(prepared / layout.VALIDATION_REPORT)["rows"]["test"] == 120
+
+
+def test_validate_names_leaked_rows_and_removes_a_stale_report(prepared, tiny_params):
+    validate.run(tiny_params, prepared)
+    train = load_split(prepared / layout.SPLIT_FILES["train"])
+    test = load_split(prepared / layout.SPLIT_FILES["test"])
+    test.x[5] = train.x[11]
+    save_split(test, prepared / layout.SPLIT_FILES["test"])
+    with pytest.raises(ValidationFailed, match=r"1 sample\(s\) of train also in test: rows 11<->5"):
+        validate.run(tiny_params, prepared)
+    assert not (prepared / layout.VALIDATION_REPORT).exists()
+
+
+def test_validate_reports_every_problem_at_once(prepared, tiny_params):
+    val = load_split(prepared / layout.SPLIT_FILES["val"])
+    x = val.x.copy()
+    x[0, 3] = np.nan
+    y = val.y.copy()
+    y[1] = 12
+    save_split(Split(x, y), prepared / layout.SPLIT_FILES["val"])
+    with pytest.raises(ValidationFailed) as info:
+        validate.run(tiny_params, prepared)
+    message = str(info.value)
+    assert "val.x3: expect_column_values_to_not_be_null" in message and "rows [0]" in message
+    assert "val.label: expect_column_values_to_be_in_set" in message and "values [12]" in message
+
+
+def test_training_evaluation_and_registration(prepared, tiny_params):
+    validate.run(tiny_params, prepared)
+    t = teacher.run(tiny_params, prepared)
+    assert 0 < t["val_accuracy"] <= 1 and (prepared / layout.TEACHER).exists()
+    d = distill.run(tiny_params, prepared)
+    assert {"student_val_accuracy", "control_val_accuracy"} <= set(d)
+    assert (prepared / layout.DISTILL_HISTORY).read_text().startswith("epoch,student_val_accuracy")
+
+    metrics = evaluate.run(tiny_params, prepared)
+    assert set(metrics) == {"teacher", "student", "control", "comparison"}
+    assert metrics["teacher"]["macs"] > metrics["student"]["macs"] == metrics["control"]["macs"]
+    assert metrics["student"]["latency_b64_p50_ms"] > 0
+
+    first = register.run(tiny_params, prepared)
+    assert first["created"] and first["promoted"] and first["version"] == 1
+    registry = Registry(tiny_params.register_.model_name)
+    assert registry.alias(CHAMPION).version == registry.alias(CHALLENGER).version == 1
+    tags = registry.version(1).tags
+    assert tags["lineage.data.test"] == file_md5(prepared / layout.SPLIT_FILES["test"])
+    assert tags["lineage.student"] == file_md5(prepared / layout.STUDENT)
+    assert len(tags["lineage.git_commit"]) == 40 and tags["gate.min_gain_over_control"].startswith("pass")
+
+    again = register.run(tiny_params, prepared)
+    assert not again["created"] and again["version"] == 1 and len(registry.versions()) == 1
