@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from flows import summary
 
@@ -23,30 +24,52 @@ STAGES = ("prepare", "validate", "teacher", "distill", "evaluate", "register")
 RETRIES = {"register": 2}
 
 
+class StageFailed(RuntimeError):
+    pass
+
+
 @task(cache_policy=NO_CACHE, task_run_name="{stage}")
 def reproduce(stage: str, root: str) -> bool:
     """Reproduce one stage with DVC; True if it ran, False if DVC found nothing changed."""
+    from dvc.exceptions import ReproductionError
     from dvc.repo import Repo
 
     # DVC prints its own progress lines; without this, Prefect's root handler repeats each.
     logging.getLogger("dvc").propagate = False
     with Repo(root) as repo:
         repo.scm_context.quiet = True  # no "git add dvc.lock" reminder after every stage
-        ran = bool(repo.reproduce(stage, single_item=True))
+        try:
+            ran = bool(repo.reproduce(stage, single_item=True))
+        except ReproductionError as error:
+            # The stage printed why it failed; DVC's chained traceback would only bury that.
+            cause = error.__cause__ or error
+            raise StageFailed(f"stage {stage!r} failed: {cause}") from None
     get_run_logger().info("stage %s: %s", stage, "ran" if ran else "unchanged, skipped by DVC")
     return ran
 
 
 @flow(name="kdflow-lifecycle", log_prints=True)
-def lifecycle(root: str = ".") -> dict[str, bool]:
-    """Run every stage in order; returns which stages ran (True) and which DVC skipped."""
+def lifecycle(root: str = ".") -> dict[str, bool] | State:
+    """Run every stage in order; returns which stages ran (True) and which DVC skipped.
+
+    A failed stage ends the flow Failed, with the stage named, and nothing after it runs.
+    """
     root = str(Path(root).resolve())
+    logger = get_run_logger()
     ran: dict[str, bool] = {}
     for stage in STAGES:
         step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2)
-        ran[stage] = step(stage, root)
+        state = step(stage, root, return_state=True)
+        if not state.is_completed():
+            message = f"stage {stage!r} failed; later stages did not run (see its message above)"
+            create_markdown_artifact(
+                key="kdflow-summary",
+                markdown=summary.failure_markdown(stage, ran),
+                description="kdflow lifecycle summary",
+            )
+            return Failed(message=message)
+        ran[stage] = state.result()
 
-    logger = get_run_logger()
     if not any(ran.values()):
         logger.info("nothing changed: DVC skipped every stage")
     report = summary.collect(Path(root))

@@ -60,3 +60,12 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         f"Champion: version {reg['champion']}" + (" (promoted by this run)" if reg["promoted"] else ""),
     ]
     return "\n".join(lines) + "\n"
+
+
+def failure_markdown(failed: str, ran: dict[str, bool]) -> str:
+    done = ", ".join(f"{s} ({'ran' if r else 'skipped'})" for s, r in ran.items()) or "none"
+    return (
+        "# kdflow lifecycle: FAILED\n\n"
+        f"Stage **{failed}** failed; no later stage ran, and the registry was not changed.\n\n"
+        f"Stages before it: {done}\n"
+    )

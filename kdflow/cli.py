@@ -51,7 +51,7 @@ def run() -> None:
 
     state = lifecycle(root=str(root), return_state=True)
     if not state.is_completed():
-        _fail(f"lifecycle flow ended {state.name}: {state.message or 'see the log above'}")
+        _fail(f"lifecycle {state.name.lower()}: {state.message or 'see the log above'}")
     ran = state.result()
     done = [s for s, r in ran.items() if r]
     if done:

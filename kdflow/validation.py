@@ -170,7 +170,7 @@ def validate_split(frame: pd.DataFrame, split: str, contract: Contract) -> list[
                     split,
                     r.expectation_config.type,
                     columns[j],
-                    f"{bad.size} of {len(frame)} rows; values {values[bad[:SHOWN], j].tolist()}; "
+                    f"{bad.size} of {len(frame)} rows; values {[float(f'{v:.6g}') for v in values[bad[:SHOWN], j]]}; "
                     f"rows {frame.index[bad[:SHOWN]].tolist()}",
                 )
             )

@@ -21,6 +21,9 @@ from tasks import layout
 from tasks._stage import console, main
 
 
+MAX_PROBLEMS_SHOWN = 25
+
+
 class ValidationFailed(KdflowError):
     pass
 
@@ -43,9 +46,12 @@ def run(params: Params, root: Path) -> dict:
         problems.append(f"train: a single class {contract.labels}: nothing to classify")
     problems += [leak.describe() for leak in exact_duplicates(splits, cfg.max_leaked_rows_shown)]
     if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
         raise ValidationFailed(
             f"{len(problems)} problem(s); nothing was trained or registered:\n"
-            + "\n".join(f"  - {p}" for p in problems)
+            + "\n".join(f"  - {p}" for p in shown)
+            + (f"\n  ... and {more} more" if more else "")
         )
     report = {
         "passed": True,
