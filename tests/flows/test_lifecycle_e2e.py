@@ -63,11 +63,11 @@ def test_first_run_registers_and_promotes(root):
     assert (root / "mlflow.db").exists() and (root / ".prefect").is_dir()
 
 
-def test_champion_loads_from_the_registry_by_alias(root):
+def test_champion_loads_from_the_registry_by_alias(root, monkeypatch):
     import mlflow
     import numpy as np
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # not the global setter
     model = mlflow.pyfunc.load_model(f"models:/{TINY['register']['model_name']}@champion")
     batch = np.load(root / layout.SPLIT_FILES["test"])["x"][:4]
     assert model.predict(batch).shape == (4, 10)
