@@ -49,60 +49,151 @@ class ValidateConfig(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A model from the zoo (`kdflow.models.ZOO`) and its keyword arguments."""
+    """A model: a zoo name (`kdflow.models.ZOO`) or a factory ``package.module:function``,
+    called as ``factory(input_shape, num_classes, **kwargs)``."""
 
-    name: Literal["mlp", "cnn1d"]
+    name: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        from kdflow.models import ZOO  # the zoo is the single list of names
+
+        if self.name not in ZOO and ":" not in self.name:
+            raise ValueError(
+                f"unknown model {self.name!r}: use one of {sorted(ZOO)} or 'package.module:factory'"
+            )
+        return self
 
 
 class AugmentConfig(_Strict):
-    """Augmentations applied per batch; teacher and student see the same augmented input."""
+    """Augmentations applied per batch; teacher and student see the same augmented input.
+
+    Signals and tabular rows ``[n, features]``: shift, noise, scale, mixup.
+    Images ``[n, channels, height, width]``: crop, flip, noise, mixup.
+    """
 
     shift: Annotated[int, Field(ge=0)] = 0  # max circular shift, in samples
     noise: Annotated[float, Field(ge=0)] = 0.0  # std of additive Gaussian noise
     scale: Annotated[float, Field(ge=0, lt=1)] = 0.0  # amplitude scaled by U(1-s, 1+s)
     mixup: Annotated[float, Field(ge=0)] = 0.0  # Beta(a, a) mixing; 0 turns it off
+    crop: Annotated[int, Field(ge=0)] = 0  # images: pad by this many pixels, crop back
+    flip: bool = False  # images: random horizontal flip
 
     @property
     def enabled(self) -> bool:
-        return bool(self.shift or self.noise or self.scale or self.mixup)
+        return bool(self.shift or self.noise or self.scale or self.mixup or self.crop or self.flip)
 
 
 class TrainConfig(_Strict):
     epochs: PositiveInt = 30
-    batch_size: PositiveInt = 128
+    batch_size: PositiveInt = 128  # global: split across processes under torchrun
     lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     grad_clip: Annotated[float, Field(ge=0)] = 0.0  # 0: no clipping
+    patience: Annotated[int, Field(ge=0)] = 0  # early stopping after this many epochs without
+    #                                            a better validation accuracy; 0: off
     seed: int = 0
     threads: Annotated[int, Field(ge=0)] = 0  # 0: leave torch's default
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, then MPS, then CPU
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 on CUDA, off elsewhere
+    compile: bool = False  # torch.compile the model
     augment: AugmentConfig = AugmentConfig()
 
 
 class TeacherConfig(_Strict):
+    """Train the teacher, or import one: a state dict (loaded with weights_only=True) for
+    `model`, or a TorchScript file. Imported files live under teacher_import/ (a DVC
+    dependency, so replacing the file re-runs the stages that use it)."""
+
+    source: Literal["train", "checkpoint", "torchscript"] = "train"
+    path: str | None = None
     model: ModelSpec = ModelSpec(name="cnn1d")
     train: TrainConfig = TrainConfig()
 
-
-class KDConfig(_Strict):
-    """Hinton KD. Weights are named for what they weigh; the T^2 factor is applied explicitly."""
-
-    temperature: Annotated[float, Field(gt=0)] = 4.0
-    kd_weight: Annotated[float, Field(ge=0)] = 1.0
-    ce_weight: Annotated[float, Field(ge=0)] = 0.0
-
     @model_validator(mode="after")
-    def _some_signal(self) -> KDConfig:
-        if self.kd_weight == 0 and self.ce_weight == 0:
-            raise ValueError("kd_weight and ce_weight are both 0: the student would learn nothing")
+    def _path(self) -> TeacherConfig:
+        if self.source == "train" and self.path:
+            raise ValueError("path is only for an imported teacher (source: checkpoint or torchscript)")
+        if self.source != "train" and not self.path:
+            raise ValueError(f"source {self.source!r} needs a path under teacher_import/")
+        if self.path and not self.path.startswith("teacher_import/"):
+            raise ValueError("path must lie under teacher_import/ (tracked as a DVC dependency)")
         return self
+
+
+Weight = Annotated[float, Field(ge=0)]
+Temperature = Annotated[float, Field(gt=0)]
+
+
+class HintonTerm(_Strict):
+    """Hinton KD: ``T^2 * KL(teacher_T || student_T)``."""
+
+    name: Literal["hinton"]
+    weight: Weight = 1.0
+    temperature: Temperature = 4.0
+
+
+class CETerm(_Strict):
+    """Cross-entropy on the (possibly mixed) labels."""
+
+    name: Literal["ce"]
+    weight: Weight = 1.0
+
+
+class DKDTerm(_Strict):
+    """Decoupled KD: ``T^2 * (alpha * TCKD + beta * NCKD)``."""
+
+    name: Literal["dkd"]
+    weight: Weight = 1.0
+    alpha: Weight = 1.0
+    beta: Weight = 8.0
+    temperature: Temperature = 4.0
+
+
+class LSKDTerm(_Strict):
+    """Logit-standardized KD: Hinton KD on per-sample z-scored logits."""
+
+    name: Literal["lskd"]
+    weight: Weight = 1.0
+    temperature: Temperature = 2.0
+
+
+class FitNetsTerm(_Strict):
+    """FitNets hint: MSE between a projection of a student layer and a teacher layer."""
+
+    name: Literal["fitnets"]
+    weight: Weight = 1.0
+    student_layer: str = Field(min_length=1)
+    teacher_layer: str = Field(min_length=1)
+
+
+LossTerm = Annotated[HintonTerm | CETerm | DKDTerm | LSKDTerm | FitNetsTerm, Field(discriminator="name")]
 
 
 class DistillConfig(_Strict):
     student: ModelSpec = ModelSpec(name="mlp")
-    kd: KDConfig = KDConfig()
-    train: TrainConfig = TrainConfig()
+    losses: Annotated[list[LossTerm], Field(min_length=1)] = [HintonTerm(name="hinton")]
+    train: TrainConfig = TrainConfig()  # the control trains with exactly these settings
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]  # one student and control per seed
+    teacher_cache: bool = True  # reuse cached teacher logits when nothing is augmented
+
+    @model_validator(mode="after")
+    def _checks(self) -> DistillConfig:
+        if "seed" in self.train.model_fields_set:
+            raise ValueError("train.seed is not used here: list the seeds in distill.seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        if not any(term.weight for term in self.losses):
+            raise ValueError("every loss weight is 0: the student would learn nothing")
+        return self
+
+
+class LaunchConfig(_Strict):
+    """How dvc.yaml starts the training stages: `python`, or `torchrun ...` for DDP."""
+
+    command: str = Field(default="python", min_length=1)
 
 
 class LatencyConfig(_Strict):
@@ -135,6 +226,7 @@ class Params(_Strict):
     # two fields carry a trailing underscore and read their section through an alias.
     prepare: PrepareConfig = PrepareConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    launch: LaunchConfig  # required: dvc.yaml reads launch.command from params.yaml itself
     teacher: TeacherConfig = TeacherConfig()
     distill: DistillConfig = DistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -148,7 +240,9 @@ def _describe(error: ValidationError, source: str) -> str:
     for item in error.errors():
         key = ".".join(str(p).rstrip("_") for p in item["loc"]) or "<root>"
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        shown = "" if item["type"] == "extra_forbidden" else f" (got {item.get('input')!r})"
+        value = item.get("input")
+        scalar = not isinstance(value, dict | list) and item["type"] != "extra_forbidden"
+        shown = f" (got {value!r})" if scalar else ""
         lines.append(f"  - {key}: {message}{shown}")
     return "\n".join(lines)
 

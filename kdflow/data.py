@@ -1,6 +1,7 @@
 """Datasets as plain arrays: generation of the bundled MNIST-1D, splitting, and NPZ I/O.
 
-A split is a pair of arrays, ``x`` (float32, shape ``[n, length]``) and ``y`` (int64, ``[n]``).
+A split is a pair of arrays: ``x`` (float32; ``[n, features]`` for signals and tables,
+``[n, channels, height, width]`` for images) and ``y`` (int64 labels, ``[n]``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ class Split:
     y: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
+        if self.x.ndim < 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
             raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def sample_shape(self) -> list[int]:
+        return list(self.x.shape[1:])
 
 
 def make_mnist1d(num_samples: int, seed: int) -> Split:

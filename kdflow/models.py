@@ -1,11 +1,16 @@
-"""The model zoo: a teacher-sized 1D CNN and a student-sized MLP, built from a `ModelSpec`.
+"""The model zoo, user models by import path, and checkpoints that carry their own spec.
 
+Every model is built as ``factory(input_shape, num_classes, **kwargs)``; ``input_shape`` is one
+sample's shape (``[length]`` for signals and tables, ``[channels, height, width]`` for images).
 Checkpoints store the spec next to the state dict, so a model is rebuilt from its checkpoint
-alone and loaded with `weights_only=True` (no pickled code is ever executed).
+alone and loaded with ``weights_only=True`` (no pickled code is ever executed).
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +23,12 @@ from kdflow.io import atomic_path
 
 
 class MLP(nn.Module):
-    """Fully connected classifier over a flat input: the default student."""
+    """Fully connected classifier over the flattened input: the default student."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 256)):
         super().__init__()
         layers: list[nn.Module] = []
-        width = in_features
+        width = math.prod(input_shape)
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU()]
             width = size
@@ -34,6 +39,11 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, dims: int = 1) -> list[nn.Module]:
+    conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+    return [conv, (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(cout), nn.ReLU()]
+
+
 class CNN1D(nn.Module):
     """1D convolutional classifier for signals ``[batch, length]``: the default teacher.
 
@@ -41,20 +51,17 @@ class CNN1D(nn.Module):
     tolerance an MLP has to learn from data (the reason the teacher is worth distilling).
     """
 
-    def __init__(self, in_features: int, num_classes: int, channels: int = 64):
+    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: int = 64):
         super().__init__()
+        if len(input_shape) != 1:
+            raise ValueError(f"cnn1d takes signals of shape [length], got {list(input_shape)}")
         c = channels
-
-        def block(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
-            conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
-            return [conv, nn.BatchNorm1d(cout), nn.ReLU()]
-
         self.features = nn.Sequential(
-            *block(1, c, 5),
-            *block(c, c, 3, stride=2),
-            *block(c, 2 * c, 3),
-            *block(2 * c, 2 * c, 3, stride=2),
-            *block(2 * c, 2 * c, 3),
+            *_conv_bn(1, c, 5),
+            *_conv_bn(c, c, 3, stride=2),
+            *_conv_bn(c, 2 * c, 3),
+            *_conv_bn(2 * c, 2 * c, 3, stride=2),
+            *_conv_bn(2 * c, 2 * c, 3),
         )
         self.head = nn.Linear(4 * c, num_classes)
 
@@ -63,21 +70,78 @@ class CNN1D(nn.Module):
         return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=1))
 
 
-ZOO: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn1d": CNN1D}
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(cin, cout, 3, stride, dims=2),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet for images ``[batch, channels, height, width]`` (CIFAR-style stem)."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 16, blocks: Sequence[int] = (1, 1, 1)):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(f"resnet takes images of shape [channels, height, width], got {list(input_shape)}")
+        layers: list[nn.Module] = [*_conv_bn(input_shape[0], width, 3, dims=2)]
+        cin = width
+        for stage, count in enumerate(blocks):
+            cout = width * 2**stage
+            for i in range(count):
+                layers.append(BasicBlock(cin, cout, stride=2 if stage and i == 0 else 1))
+                cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((-2, -1)))
+
+
+ZOO: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn1d": CNN1D, "resnet": ResNet}
+
+
+def resolve_factory(name: str) -> Callable[..., nn.Module]:
+    """A zoo name, or ``package.module:function`` imported from the user's code."""
+    if name in ZOO:
+        return ZOO[name]
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"model {name!r}: cannot import it: {error}") from None
+    if not callable(factory):
+        raise ValueError(f"model {name!r} is not callable")
+    return factory
 
 
 def build_model(
-    spec: ModelSpec, in_features: int, num_classes: int, seed: int | None = None
+    spec: ModelSpec, input_shape: Sequence[int], num_classes: int, seed: int | None = None
 ) -> nn.Module:
-    """Build a zoo model; with `seed`, its initial weights depend on nothing else (the global
+    """Build a model; with `seed`, its initial weights depend on nothing else (the global
     RNG is left as it was), so a student and its control start from identical weights."""
+    factory = resolve_factory(spec.name)
     try:
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            return ZOO[spec.name](in_features, num_classes, **spec.kwargs)
+            model = factory(list(input_shape), num_classes, **spec.kwargs)
     except TypeError as error:
         raise ValueError(f"model {spec.name!r}: bad kwargs {spec.kwargs}: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -88,15 +152,15 @@ def save_checkpoint(
     path: str | Path,
     model: nn.Module,
     spec: ModelSpec,
-    in_features: int,
+    input_shape: Sequence[int],
     num_classes: int,
     meta: dict[str, Any] | None = None,
 ) -> None:
     payload = {
         "spec": spec.model_dump(),
-        "in_features": in_features,
+        "input_shape": list(input_shape),
         "num_classes": num_classes,
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
     with atomic_path(path) as tmp:
@@ -107,6 +171,52 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model from its checkpoint in eval mode; return it with the checkpoint's meta."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec.model_validate(payload["spec"])
-    model = build_model(spec, payload["in_features"], payload["num_classes"])
+    model = build_model(spec, payload["input_shape"], payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), {**payload["meta"], "spec": payload["spec"]}
+
+
+def _load_torchscript(path: str | Path) -> nn.Module:
+    # torch 2.13 deprecates TorchScript in favour of torch.export, but teachers trained
+    # elsewhere still arrive as TorchScript files; loading them is a deliberate feature.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """TorchScript archives carry their code; plain torch.save archives do not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """A kdflow checkpoint or a TorchScript file, in eval mode on the CPU."""
+    if is_torchscript(path):
+        return _load_torchscript(path)
+    return load_checkpoint(path)[0]
+
+
+def import_teacher(
+    source: str, path: str | Path, spec: ModelSpec, input_shape: Sequence[int], num_classes: int
+) -> nn.Module:
+    """A teacher trained elsewhere: a state dict for `spec` (weights only), or TorchScript."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher file {path} does not exist")
+    if source == "torchscript":
+        return _load_torchscript(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:  # a kdflow checkpoint
+        state = state["state_dict"]
+    model = build_model(spec, input_shape, num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"teacher file {path} does not fit model {spec.name!r}: {error}") from None
+    return model.eval()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 
+from kdflow import distributed
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
+from kdflow.lineage import file_md5
 from kdflow.settings import configure, find_root
 
 console = Console(stderr=True, soft_wrap=True)
@@ -31,6 +35,17 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
     except KdflowError as error:
         console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
         sys.exit(1)
+    finally:
+        distributed.teardown()
+
+
+def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
+    """Identifies one training run: its settings and the bytes of its inputs. A resumable
+    state saved under another key (params or data changed since) is not resumed."""
+    digest = hashlib.sha256(cfg.model_dump_json().encode())
+    for path in inputs:
+        digest.update(file_md5(root / path).encode())
+    return digest.hexdigest()
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

@@ -1,58 +1,112 @@
-"""Stage `distill`: train the student from the teacher's soft targets, and the control.
+"""Stage `distill`: the student from the teacher's soft targets, and the control, per seed.
 
 The control is the same student, seed, schedule and augmentation without the teacher: the
-difference between the two is what distillation bought.
+difference between the two is what distillation bought. With several seeds, that difference
+comes with error bars. When nothing is augmented, the teacher's cached logits replace the live
+teacher (after a parity check against a live forward).
 """
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
+import torch
+
+from kdflow import distributed
 from kdflow.config import Params
-from kdflow.data import load_split
+from kdflow.data import Split, load_split
+from kdflow.errors import KdflowError
 from kdflow.io import write_json
-from kdflow.models import build_model, count_parameters, load_checkpoint, save_checkpoint
-from kdflow.train import fit
+from kdflow.lineage import file_md5
+from kdflow.losses import DistillationLoss
+from kdflow.models import build_model, count_parameters, load_model, save_checkpoint
+from kdflow.train import Teaching, fit, predict
 from tasks import layout
-from tasks._stage import main, write_csv
+from tasks._stage import console, main, run_key, write_csv
+
+PARITY_ROWS = 64
+PARITY_TOLERANCE = 1e-4
+
+
+class CacheMismatch(KdflowError):
+    pass
+
+
+def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.Tensor:
+    """The teacher-logit cache, after checking it belongs to this teacher and data and that a
+    sample of it matches a live forward. Any mismatch is an error, never a silent fallback."""
+    cache = torch.load(root / layout.TEACHER_LOGITS, map_location="cpu", weights_only=True)
+    for key, path in (("teacher_md5", layout.TEACHER), ("train_md5", layout.SPLIT_FILES["train"])):
+        if cache[key] != file_md5(root / path):
+            raise CacheMismatch(f"teacher-logit cache is stale: {key} does not match {path}; re-run the teacher stage")
+    logits = cache["logits"]
+    if logits.shape[0] != len(train):
+        raise CacheMismatch(f"teacher-logit cache has {logits.shape[0]} rows, the training split {len(train)}")
+    rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:PARITY_ROWS]
+    live = predict(teacher, torch.from_numpy(train.x)[rows])
+    gap = (live - logits[rows]).abs().max().item()
+    if gap > PARITY_TOLERANCE:
+        raise CacheMismatch(f"teacher-logit cache differs from a live forward by {gap:.3g} (> {PARITY_TOLERANCE})")
+    return logits
 
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.distill
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    teacher, _ = load_checkpoint(root / layout.TEACHER)
-    in_features, num_classes = train.x.shape[1], int(train.y.max()) + 1
+    teacher = load_model(root / layout.TEACHER)
+    shape, num_classes = train.sample_shape, int(train.y.max()) + 1
+    loss = DistillationLoss.from_config(cfg.losses)
+    use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not loss.hints
+    logits = cached_logits(root, teacher, train) if use_cache else None
+    console.print(f"distill: teacher {'from its logit cache' if use_cache else 'run live'}")
+    inputs = [*layout.SPLIT_FILES.values(), layout.TEACHER]
 
-    results = {}
-    for role, path, guide in (
-        ("student", layout.STUDENT, teacher),
-        ("control", layout.CONTROL, None),
-    ):
-        model = build_model(cfg.student, in_features, num_classes, seed=cfg.train.seed)
-        result = fit(model, train, val, cfg.train, teacher=guide, kd=cfg.kd, label=role)
-        meta = {"role": role, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}
-        save_checkpoint(root / path, result.model, cfg.student, in_features, num_classes, meta)
-        results[role] = result
+    results: dict[str, dict[int, object]] = {"student": {}, "control": {}}
+    for seed in cfg.seeds:
+        train_cfg = cfg.train.model_copy(update={"seed": seed})
+        for role in ("student", "control"):
+            teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits) if role == "student" else None
+            model = build_model(cfg.student, shape, num_classes, seed=seed)
+            key = run_key(root, cfg.model_copy(update={"seeds": [seed]}), inputs) + role
+            results[role][seed] = fit(
+                model, train, val, train_cfg, teaching=teaching, label=f"{role} seed {seed}",
+                state_path=root / layout.STATE / f"{role}_seed{seed}.pt", run_key=key,
+            )
+    if not distributed.world().is_main:
+        return {}
 
+    for role, by_seed in results.items():
+        for seed, result in by_seed.items():
+            meta = {"role": role, "seed": seed, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}
+            save_checkpoint(root / layout.STUDENTS / f"{role}_seed{seed}.pt", result.model, cfg.student, shape, num_classes, meta)
+            if seed == cfg.seeds[0]:  # the first seed's student is the candidate for the registry
+                save_checkpoint(root / (layout.STUDENT if role == "student" else layout.CONTROL),
+                                result.model, cfg.student, shape, num_classes, meta)
+
+    def val_stats(role: str) -> dict:
+        accs = [r.best_val_accuracy for r in results[role].values()]
+        return {f"{role}_val_accuracy": accs[0], f"{role}_val_accuracy_mean": statistics.fmean(accs),
+                f"{role}_val_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+
+    first = cfg.seeds[0]
     metrics = {
-        "parameters": count_parameters(results["student"].model),
-        **{f"{role}_val_accuracy": r.best_val_accuracy for role, r in results.items()},
-        **{f"{role}_best_epoch": r.best_epoch for role, r in results.items()},
-        **{f"{role}_train_seconds": round(r.seconds, 2) for role, r in results.items()},
+        "parameters": count_parameters(results["student"][first].model),
+        "seeds": len(cfg.seeds),
+        "teacher_cache": use_cache,
+        **val_stats("student"),
+        **val_stats("control"),
+        **{f"{role}_train_seconds": round(sum(r.seconds for r in by_seed.values()), 2) for role, by_seed in results.items()},
     }
     write_json(metrics, root / layout.DISTILL_METRICS)
-    history = [
-        {
-            "epoch": s["epoch"],
-            "student_val_accuracy": s["val_accuracy"],
-            "control_val_accuracy": c["val_accuracy"],
-            "student_train_loss": s["train_loss"],
-            "control_train_loss": c["train_loss"],
-        }
-        for s, c in zip(results["student"].history, results["control"].history)
-    ]
-    write_csv(history, root / layout.DISTILL_HISTORY)
+    s_hist, c_hist = results["student"][first].history, results["control"][first].history
+    write_csv(
+        [{"epoch": s["epoch"], "student_val_accuracy": s["val_accuracy"], "control_val_accuracy": c["val_accuracy"],
+          "student_train_loss": s["train_loss"], "control_train_loss": c["train_loss"]}
+         for s, c in zip(s_hist, c_hist)],
+        root / layout.DISTILL_HISTORY,
+    )
     return metrics
 
 

@@ -5,6 +5,7 @@ Writes `reports/metrics.json` (for `dvc metrics show/diff`) and plot data (for `
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import torch
@@ -19,12 +20,29 @@ from kdflow.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.models import count_parameters, load_checkpoint
+from kdflow.models import count_parameters, load_model
 from kdflow.train import predict
 from tasks import layout
 from tasks._stage import console, main, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
+
+
+def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Test accuracy of the student and the control for every seed: mean and standard deviation,
+    so that "distillation helped" is a claim with error bars."""
+    stats: dict[str, float] = {}
+    accuracies: dict[str, list[float]] = {}
+    for role in ("student", "control"):
+        paths = sorted((root / layout.STUDENTS).glob(f"{role}_seed*.pt"))
+        accuracies[role] = [top1_accuracy(predict(load_model(p), x), y) for p in paths]
+        stats[f"{role}_accuracy_mean"] = statistics.fmean(accuracies[role])
+        stats[f"{role}_accuracy_std"] = statistics.stdev(accuracies[role]) if len(paths) > 1 else 0.0
+    gains = [s - c for s, c in zip(accuracies["student"], accuracies["control"])]
+    stats["student_minus_control_mean"] = statistics.fmean(gains)
+    stats["student_minus_control_std"] = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    stats["count"] = len(gains)
+    return stats
 
 
 def run(params: Params, root: Path) -> dict:
@@ -35,7 +53,7 @@ def run(params: Params, root: Path) -> dict:
     metrics: dict[str, dict] = {}
     reliability, latency_rows = [], []
     for role, path in ROLES.items():
-        model, _ = load_checkpoint(root / path)
+        model = load_model(root / path)
         logits = predict(model, x)
         row = {
             "accuracy": top1_accuracy(logits, y),
@@ -60,9 +78,11 @@ def run(params: Params, root: Path) -> dict:
         metrics[role] = row
         reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
 
+    metrics["seeds"] = seed_statistics(root, x, y)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
     metrics["comparison"] = {
         "student_minus_control_accuracy": student["accuracy"] - control["accuracy"],
+        "student_minus_control_accuracy_mean": metrics["seeds"]["student_minus_control_mean"],
         "teacher_minus_student_accuracy": teacher["accuracy"] - student["accuracy"],
         "teacher_to_student_macs": teacher["macs"] / student["macs"],
         **{

@@ -22,3 +22,8 @@ RELIABILITY = Path("reports/plots/reliability.csv")
 LATENCY = Path("reports/plots/latency.csv")
 
 REGISTERED = Path("reports/registered.json")
+
+TEACHER_LOGITS = Path("models/teacher_logits.pt")  # the teacher-logit cache (see tasks/teacher.py)
+STUDENTS = Path("models/seeds")  # one student and one control per seed in distill.seeds
+STATE = Path("checkpoints")  # resumable training state; not a DVC output, removed when done
+TEACHER_IMPORT = Path("teacher_import")

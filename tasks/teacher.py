@@ -1,34 +1,70 @@
-"""Stage `teacher`: train the large model. Selection reads the validation split only."""
+"""Stage `teacher`: train the large model (selection on validation data only), or import one.
+
+It also writes the teacher-logit cache: the teacher's outputs for every training row, keyed
+by the MD5 of the teacher and of the training split, which `distill` reuses instead of running
+the teacher when nothing is augmented.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import torch
+
+from kdflow import distributed
 from kdflow.config import Params
 from kdflow.data import load_split
-from kdflow.io import write_json
-from kdflow.models import build_model, count_parameters, save_checkpoint
-from kdflow.train import fit
+from kdflow.io import atomic_path, write_json
+from kdflow.lineage import file_md5
+from kdflow.models import build_model, count_parameters, import_teacher, save_checkpoint
+from kdflow.train import accuracy, fit, predict
 from tasks import layout
-from tasks._stage import main, write_csv
+from tasks._stage import main, run_key, write_csv
+
+
+def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:
+    train_path = root / layout.SPLIT_FILES["train"]
+    logits = predict(teacher, torch.from_numpy(load_split(train_path).x))
+    payload = {
+        "logits": logits,
+        "teacher_md5": file_md5(root / layout.TEACHER),
+        "train_md5": file_md5(train_path),
+    }
+    with atomic_path(root / layout.TEACHER_LOGITS) as tmp:
+        torch.save(payload, tmp)
 
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.teacher
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    in_features, num_classes = train.x.shape[1], int(train.y.max()) + 1
-    model = build_model(cfg.model, in_features, num_classes, seed=cfg.train.seed)
-    result = fit(model, train, val, cfg.train, label="teacher")
-    metrics = {
-        "val_accuracy": result.best_val_accuracy,
-        "best_epoch": result.best_epoch,
-        "parameters": count_parameters(model),
-        "train_seconds": round(result.seconds, 2),
-    }
-    save_checkpoint(root / layout.TEACHER, result.model, cfg.model, in_features, num_classes, metrics)
+    shape, num_classes = train.sample_shape, int(train.y.max()) + 1
+    if cfg.source == "train":
+        model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed)
+        result = fit(
+            model, train, val, cfg.train, label="teacher",
+            state_path=root / layout.STATE / "teacher.pt", run_key=run_key(root, cfg, layout.SPLIT_FILES.values()),
+        )
+        model, history = result.model, result.history
+        metrics = {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
+                   "train_seconds": round(result.seconds, 2)}
+    else:
+        model = import_teacher(cfg.source, root / cfg.path, cfg.model, shape, num_classes)
+        history = []
+        metrics = {"val_accuracy": accuracy(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y)),
+                   "imported_from": cfg.path, "imported_md5": file_md5(root / cfg.path)}
+    if not distributed.world().is_main:
+        return metrics
+    metrics["parameters"] = count_parameters(model)
+    if cfg.source == "torchscript":  # keep the file as it came; load_model recognises it
+        with atomic_path(root / layout.TEACHER) as tmp:
+            shutil.copyfile(root / cfg.path, tmp)
+    else:
+        save_checkpoint(root / layout.TEACHER, model, cfg.model, shape, num_classes, metrics)
+    write_logit_cache(root, model)
     write_json(metrics, root / layout.TEACHER_METRICS)
-    write_csv(result.history, root / layout.TEACHER_HISTORY)
+    write_csv(history or [{"epoch": 0, "val_accuracy": metrics["val_accuracy"]}], root / layout.TEACHER_HISTORY)
     return metrics
 
 

@@ -15,10 +15,11 @@ from kdflow.settings import QUIET, configure
 
 REPO = Path(__file__).resolve().parents[1]
 # What a project needs to run its pipeline: the wiring, the stage code and the library.
-PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "teacher_import/README.md")
 PROJECT_DIRS = ("kdflow", "tasks", "flows")
 
 TINY = {
+    "launch": {"command": "python"},
     "prepare": {"num_samples": 600, "seed": 3},
     "validate": {"min_rows": 10},
     "teacher": {
@@ -28,6 +29,7 @@ TINY = {
     "distill": {
         "student": {"name": "mlp", "kwargs": {"hidden": [32]}},
         "train": {"epochs": 3, "batch_size": 64, "threads": 1, "augment": {"shift": 2, "mixup": 0.5}},
+        "losses": [{"name": "hinton", "weight": 1.0, "temperature": 4.0}],
     },
     "evaluate": {"latency": {"batch_sizes": [1, 64], "warmup": 1, "repeats": 3}},
     "register": {

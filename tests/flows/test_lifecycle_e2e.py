@@ -7,6 +7,7 @@ registry; nothing mocked. One scenario, in order, because each step builds on th
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,10 @@ def test_first_run_registers_and_promotes(root):
     lock_md5 = {o["path"]: o["md5"] for o in lock["stages"]["distill"]["outs"]}
     assert version.tags["lineage.student"] == lock_md5[str(layout.STUDENT)]  # DVC's own hash
     assert (root / "mlflow.db").exists() and (root / ".prefect").is_dir()
+    # The flow published its comparison table and summary to Prefect (its local database).
+    with sqlite3.connect(root / ".prefect" / "prefect.db") as db:
+        artifacts = dict(db.execute("select key, type from artifact"))
+    assert artifacts == {"kdflow-comparison": "table", "kdflow-summary": "markdown"}
 
 
 def test_champion_loads_from_the_registry_by_alias(root, monkeypatch):
@@ -85,7 +90,7 @@ def test_second_run_skips_every_stage(root):
 
 
 def test_changing_one_param_reruns_only_downstream_stages(root):
-    write_params(root, with_params(distill={**TINY["distill"], "kd": {"temperature": 2.0}}))
+    write_params(root, with_params(distill={**TINY["distill"], "losses": [{"name": "hinton", "temperature": 2.0}]}))
     out = ok(kdflow(root, "run"))
     assert "ran distill, evaluate, register; skipped 3" in out
     reg = registry(root)
@@ -109,7 +114,7 @@ def test_status_and_rollback(root):
 def test_failing_validation_stops_before_training_and_registers_nothing(root):
     raw = with_params(
         validate={**TINY["validate"], "max_abs_value": 0.5},  # real data exceeds this
-        distill={**TINY["distill"], "kd": {"temperature": 3.0}},  # would retrain if reached
+        distill={**TINY["distill"], "losses": [{"name": "dkd"}]},  # would retrain if reached
     )
     write_params(root, raw)
     student_before = (root / layout.STUDENT).read_bytes()
@@ -122,10 +127,10 @@ def test_failing_validation_stops_before_training_and_registers_nothing(root):
 
 
 def test_bad_params_fail_fast_naming_the_key(root):
-    raw = with_params(distill={**TINY["distill"], "kd": {"temprature": 4.0}})
+    raw = with_params(distill={**TINY["distill"], "losses": [{"name": "hinton", "temprature": 4.0}]})
     write_params(root, raw)
     result = kdflow(root, "run")
     assert result.returncode == 1
-    assert "distill.kd.temprature: unknown key" in result.stderr
+    assert "distill.losses.0.hinton.temprature: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(registry(root).versions()) == 2

@@ -6,32 +6,42 @@ from tests.conftest import REPO
 
 def test_repository_params_parse():
     params = load_params(REPO / "params.yaml")
-    assert params.distill.kd.temperature > 0
+    assert params.distill.losses[0].temperature > 0
     assert params.validate_.max_abs_value > 0
 
 
-def test_empty_file_gives_defaults():
-    assert parse_params(None).distill.kd.kd_weight == 1.0
+def test_sections_default_except_launch():
+    assert parse_params({"launch": {}}).distill.losses[0].weight == 1.0
+    with pytest.raises(ConfigError, match="  - launch: Field required"):
+        parse_params(None)
 
 
 @pytest.mark.parametrize(
     ("raw", "key", "why"),
     [
-        ({"distill": {"kd": {"temprature": 4}}}, "distill.kd.temprature", "unknown key"),
+        ({"distill": {"losses": [{"name": "hinton", "temprature": 4}]}}, "distill.losses.0.hinton.temprature", "unknown key"),
+        ({"distill": {"losses": [{"name": "kd"}]}}, "distill.losses.0", "does not match any of the expected tags"),
+        ({"distill": {"losses": []}}, "distill.losses", "at least 1 item"),
+        ({"distill": {"losses": [{"name": "fitnets"}]}}, "distill.losses.0.fitnets.student_layer", "Field required"),
+        ({"distill": {"seeds": [1, 1]}}, "distill", "distinct"),
+        ({"distill": {"train": {"seed": 3}}}, "distill", "distill.seeds"),
+        ({"teacher": {"source": "checkpoint"}}, "teacher", "needs a path"),
+        ({"teacher": {"source": "checkpoint", "path": "/etc/passwd"}}, "teacher", "teacher_import/"),
+        ({"teacher": {"train": {"device": "tpu"}}}, "teacher.train.device", "Input should be"),
         ({"bogus": {}}, "bogus", "unknown key"),
         ({"teacher": {"train": {"epochs": "many"}}}, "teacher.train.epochs", "valid integer"),
         ({"teacher": {"train": {"epochs": 0}}}, "teacher.train.epochs", "greater than 0"),
-        ({"distill": {"kd": {"temperature": -1}}}, "distill.kd.temperature", "greater than 0"),
+        ({"distill": {"losses": [{"name": "dkd", "temperature": -1}]}}, "distill.losses.0.dkd.temperature", "greater than 0"),
         ({"prepare": {"test_fraction": 1.5}}, "prepare.test_fraction", "less than 1"),
         ({"validate": {"min_rows": 10, "max_rows": 5}}, "validate", "min_rows"),
         ({"register": {"gates": {"min_student_accuracy": 2}}}, "register.gates.min_student_accuracy", "less than or equal"),
-        ({"distill": {"kd": {"kd_weight": 0, "ce_weight": 0}}}, "distill.kd", "learn nothing"),
-        ({"teacher": {"model": {"name": "resnet999"}}}, "teacher.model.name", "Input should be"),
+        ({"distill": {"losses": [{"name": "hinton", "weight": 0}]}}, "distill", "learn nothing"),
+        ({"teacher": {"model": {"name": "resnet999"}}}, "teacher.model", "unknown model"),
     ],
 )
 def test_bad_params_name_the_key(raw, key, why):
     with pytest.raises(ConfigError) as info:
-        parse_params(raw, "params.yaml")
+        parse_params({"launch": {}} | raw, "params.yaml")
     message = str(info.value)
     assert f"  - {key}" in message and why in message
 
@@ -51,6 +61,6 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_params_are_frozen():
-    params = parse_params({})
+    params = parse_params({"launch": {}})
     with pytest.raises(Exception):
-        params.distill.kd.temperature = 1.0
+        params.distill.seeds = [1]

@@ -2,29 +2,39 @@ import pytest
 import torch
 
 from kdflow.config import ModelSpec
-from kdflow.models import CNN1D, MLP, build_model, count_parameters, load_checkpoint, save_checkpoint
+from kdflow.models import (
+    CNN1D,
+    MLP,
+    build_model,
+    count_parameters,
+    import_teacher,
+    is_torchscript,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 
 
 @pytest.mark.parametrize("spec", [ModelSpec(name="mlp", kwargs={"hidden": [16]}), ModelSpec(name="cnn1d", kwargs={"channels": 4})])
 def test_zoo_models_map_signals_to_logits(spec):
-    model = build_model(spec, in_features=40, num_classes=10)
+    model = build_model(spec, [40], num_classes=10)
     assert model(torch.randn(3, 40)).shape == (3, 10)
 
 
 def test_bad_kwargs_are_a_clear_error():
     with pytest.raises(ValueError, match="'mlp': bad kwargs"):
-        build_model(ModelSpec(name="mlp", kwargs={"widths": [3]}), 40, 10)
+        build_model(ModelSpec(name="mlp", kwargs={"widths": [3]}), [40], 10)
 
 
 def test_parameter_count():
-    assert count_parameters(MLP(4, 2, hidden=[3])) == 4 * 3 + 3 + 3 * 2 + 2
+    assert count_parameters(MLP([4], 2, hidden=[3])) == 4 * 3 + 3 + 3 * 2 + 2
 
 
 def test_checkpoint_roundtrip_is_weights_only(tmp_path):
     spec = ModelSpec(name="cnn1d", kwargs={"channels": 4})
-    model = CNN1D(40, 10, channels=4).eval()
+    model = CNN1D([40], 10, channels=4).eval()
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, spec, 40, 10, {"val_accuracy": 0.5})
+    save_checkpoint(path, model, spec, [40], 10, {"val_accuracy": 0.5})
     back, meta = load_checkpoint(path)
     x = torch.randn(2, 40)
     assert torch.equal(back(x), model(x))
@@ -33,7 +43,7 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
 
 def test_checkpoint_with_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"spec": {"name": "mlp"}, "payload": MLP(2, 2)}, path)  # a pickled module
+    torch.save({"spec": {"name": "mlp"}, "payload": MLP([2], 2)}, path)  # a pickled module
     with pytest.raises(Exception, match="Weights only load failed"):
         load_checkpoint(path)
 
@@ -43,6 +53,52 @@ def test_seeded_build_is_repeatable_and_leaves_global_rng_alone():
     torch.manual_seed(0)
     expected = torch.rand(1)
     torch.manual_seed(0)
-    a, b = build_model(spec, 4, 2, seed=3), build_model(spec, 4, 2, seed=3)
+    a, b = build_model(spec, [4], 2, seed=3), build_model(spec, [4], 2, seed=3)
     assert torch.rand(1) == expected
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def tiny_factory(input_shape, num_classes, width=3):
+    """A user model, referenced by import path in tests."""
+    return MLP(input_shape, num_classes, hidden=[width])
+
+
+def test_user_model_by_import_path():
+    model = build_model(ModelSpec(name="tests.kdflow.test_models:tiny_factory", kwargs={"width": 5}), [6], 2)
+    assert model.net[0].out_features == 5
+
+
+@pytest.mark.parametrize(("name", "message"), [("nowhere.module:make", "cannot import"), ("kdflow.models:ZOO", "not callable")])
+def test_unimportable_user_models(name, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(ModelSpec(name=name), [4], 2)
+
+
+def test_unknown_zoo_name_is_refused_at_config_time():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        ModelSpec(name="vgg")
+
+
+def test_resnet_for_images():
+    model = build_model(ModelSpec(name="resnet", kwargs={"width": 4}), [3, 16, 16], 5)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    with pytest.raises(ValueError, match="channels, height, width"):
+        build_model(ModelSpec(name="resnet"), [40], 5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_import_teacher_state_dict_and_torchscript(tmp_path):
+    spec = ModelSpec(name="mlp", kwargs={"hidden": [4]})
+    original = build_model(spec, [6], 3, seed=0).eval()
+    x = torch.randn(2, 6)
+    torch.save(original.state_dict(), tmp_path / "sd.pt")
+    assert torch.equal(import_teacher("checkpoint", tmp_path / "sd.pt", spec, [6], 3)(x), original(x))
+    torch.jit.script(original).save(str(tmp_path / "t.ts"))
+    scripted = import_teacher("torchscript", tmp_path / "t.ts", spec, [6], 3)
+    assert torch.allclose(scripted(x), original(x))
+    assert is_torchscript(tmp_path / "t.ts") and not is_torchscript(tmp_path / "sd.pt")
+    assert torch.allclose(load_model(tmp_path / "t.ts")(x), original(x))
+    with pytest.raises(ValueError, match="does not fit model"):
+        import_teacher("checkpoint", tmp_path / "sd.pt", ModelSpec(name="mlp", kwargs={"hidden": [9]}), [6], 3)
+    with pytest.raises(FileNotFoundError):
+        import_teacher("checkpoint", tmp_path / "missing.pt", spec, [6], 3)

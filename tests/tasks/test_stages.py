@@ -61,12 +61,13 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     validate.run(tiny_params, prepared)
     t = teacher.run(tiny_params, prepared)
     assert 0 < t["val_accuracy"] <= 1 and (prepared / layout.TEACHER).exists()
+    assert not (prepared / layout.STATE / "teacher.pt").exists()  # no resumable state left behind
     d = distill.run(tiny_params, prepared)
-    assert {"student_val_accuracy", "control_val_accuracy"} <= set(d)
+    assert {"student_val_accuracy", "control_val_accuracy"} <= set(d) and not d["teacher_cache"]
     assert (prepared / layout.DISTILL_HISTORY).read_text().startswith("epoch,student_val_accuracy")
 
     metrics = evaluate.run(tiny_params, prepared)
-    assert set(metrics) == {"teacher", "student", "control", "comparison"}
+    assert set(metrics) == {"teacher", "student", "control", "comparison", "seeds"}
     assert metrics["teacher"]["macs"] > metrics["student"]["macs"] == metrics["control"]["macs"]
     assert metrics["student"]["latency_b64_p50_ms"] > 0
 
@@ -81,3 +82,60 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
 
     again = register.run(tiny_params, prepared)
     assert not again["created"] and again["version"] == 1 and len(registry.versions()) == 1
+
+
+def with_changes(params, **sections):
+    raw = params.model_dump(by_alias=True, exclude_unset=True)
+    for section, values in sections.items():
+        raw[section] = raw.get(section, {}) | values
+    from kdflow.config import parse_params
+
+    return parse_params(raw)
+
+
+@pytest.fixture
+def trained(prepared, tiny_params):
+    validate.run(tiny_params, prepared)
+    teacher.run(tiny_params, prepared)
+    return prepared
+
+
+def test_seeds_give_error_bars_and_the_cache_replaces_the_teacher(trained, tiny_params):
+    plain = tiny_params.distill.train.model_copy(update={"augment": tiny_params.distill.train.augment.model_copy(update={"shift": 0, "mixup": 0.0})})
+    params = with_changes(tiny_params, distill={"seeds": [3, 4], "train": plain.model_dump(exclude={"seed"})})
+    metrics = distill.run(params, trained)
+    assert metrics["teacher_cache"] and metrics["seeds"] == 2
+    assert sorted(p.name for p in (trained / layout.STUDENTS).iterdir()) == [
+        "control_seed3.pt", "control_seed4.pt", "student_seed3.pt", "student_seed4.pt"]
+    seeds = evaluate.run(params, trained)["seeds"]
+    assert seeds["count"] == 2 and seeds["student_accuracy_std"] >= 0
+    assert seeds["student_minus_control_mean"] == pytest.approx(seeds["student_accuracy_mean"] - seeds["control_accuracy_mean"])
+
+
+def test_a_tampered_logit_cache_fails_loudly(trained, tiny_params):
+    import torch
+
+    cache = torch.load(trained / layout.TEACHER_LOGITS, weights_only=True)
+    cache["logits"][:] += 1.0  # same keys, wrong values
+    torch.save(cache, trained / layout.TEACHER_LOGITS)
+    train = load_split(trained / layout.SPLIT_FILES["train"])
+    from kdflow.models import load_model
+
+    with pytest.raises(distill.CacheMismatch, match="differs from a live forward"):
+        distill.cached_logits(trained, load_model(trained / layout.TEACHER), train)
+    cache["train_md5"] = "0" * 32
+    torch.save(cache, trained / layout.TEACHER_LOGITS)
+    with pytest.raises(distill.CacheMismatch, match="stale: train_md5"):
+        distill.cached_logits(trained, load_model(trained / layout.TEACHER), train)
+
+
+def test_imported_teacher(trained, tiny_params):
+    import shutil
+
+    (trained / layout.TEACHER_IMPORT).mkdir(exist_ok=True)
+    shutil.copy(trained / layout.TEACHER, trained / layout.TEACHER_IMPORT / "elsewhere.pt")
+    trained_metrics = read_json(trained / layout.TEACHER_METRICS)
+    params = with_changes(tiny_params, teacher={"source": "checkpoint", "path": "teacher_import/elsewhere.pt"})
+    metrics = teacher.run(params, trained)
+    assert metrics["imported_from"] == "teacher_import/elsewhere.pt"
+    assert metrics["val_accuracy"] == pytest.approx(trained_metrics["val_accuracy"])

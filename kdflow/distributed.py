@@ -1,0 +1,54 @@
+"""Data-parallel training under `torchrun`: NCCL on GPUs, gloo on CPU.
+
+Every process builds the same global batch (same permutation, same augmentation draws) and
+trains on its own slice; DDP averages the gradients, so N processes follow the single-process
+run up to floating-point reduction order. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous slice of a global batch."""
+        if self.size == 1:
+            return batch
+        return batch.tensor_split(self.size)[self.rank]
+
+
+def world() -> World:
+    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def setup(device: torch.device) -> World:
+    """Join the process group started by torchrun (once per process); a no-op when alone."""
+    here = world()
+    if here.size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return here
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
