@@ -234,7 +234,7 @@ def fit(
                     "train_loss": total_loss.item() / steps_per_epoch,
                     "val_accuracy": val_acc,
                     "lr": opt.param_groups[0]["lr"],
-                    "seconds": train_seconds,
+                    "seconds": time.perf_counter() - epoch_start,  # training and validation
                 }
             )
             if val_acc > best_acc:

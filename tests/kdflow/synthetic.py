@@ -1,6 +1,6 @@
 """Small synthetic classification data for training tests, and a runnable training worker.
 
-    python -m tests.kdflow.synthetic OUT [STATE]    # or under torchrun for DDP
+    python -m tests.kdflow.synthetic OUT [STATE [EPOCHS [ROWS]]]    # or under torchrun for DDP
 
 trains the reference MLP on the blobs (optionally resumable through STATE) and, on rank 0,
 saves the final weights to OUT.
@@ -44,7 +44,8 @@ if __name__ == "__main__":
 
     out, state = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else CFG.epochs
-    result = train_reference(state, epochs=epochs)
+    rows = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+    result = train_reference(state, epochs=epochs, n=rows)
     if distributed.world().is_main:
         torch.save(result.model.state_dict(), out)
     distributed.teardown()
