@@ -22,7 +22,7 @@ import torch
 from kdflow.config import load_params
 from kdflow.data import make_mnist1d, stratified_split
 from kdflow.losses import DistillationLoss
-from kdflow.models import build_model
+from kdflow.models import build_model, for_inference
 from kdflow.train import Teaching, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def main() -> None:
     cached = run(False, "cached")
     control_aug = run(True, None)
     live = run(True, "live")
-    forward = teacher_forward_epoch(teacher, train, cfg.train)
+    forward = teacher_forward_epoch(for_inference(teacher), train, cfg.train)  # as fit runs it
     result = {
         "threads": torch.get_num_threads(),
         "train_rows": len(train),

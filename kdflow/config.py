@@ -48,6 +48,11 @@ class ValidateConfig(_Strict):
         return self
 
 
+# The names of `kdflow.models.ZOO` (kept here so that config does not import torch models;
+# tests/kdflow/test_models.py checks that the two agree).
+ZOO_NAMES = ("mlp", "cnn1d", "resnet")
+
+
 class ModelSpec(_Strict):
     """A model: a zoo name (`kdflow.models.ZOO`) or a factory ``package.module:function``,
     called as ``factory(input_shape, num_classes, **kwargs)``."""
@@ -57,11 +62,9 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
-        from kdflow.models import ZOO  # the zoo is the single list of names
-
-        if self.name not in ZOO and ":" not in self.name:
+        if self.name not in ZOO_NAMES and ":" not in self.name:
             raise ValueError(
-                f"unknown model {self.name!r}: use one of {sorted(ZOO)} or 'package.module:factory'"
+                f"unknown model {self.name!r}: use one of {sorted(ZOO_NAMES)} or 'package.module:factory'"
             )
         return self
 
@@ -127,44 +130,45 @@ Weight = Annotated[float, Field(ge=0)]
 Temperature = Annotated[float, Field(gt=0)]
 
 
-class HintonTerm(_Strict):
+class _Term(_Strict):
+    """One term of the distillation loss: `name` selects it, `weight` scales it."""
+
+    weight: Weight = 1.0
+
+
+class HintonTerm(_Term):
     """Hinton KD: ``T^2 * KL(teacher_T || student_T)``."""
 
     name: Literal["hinton"]
-    weight: Weight = 1.0
     temperature: Temperature = 4.0
 
 
-class CETerm(_Strict):
+class CETerm(_Term):
     """Cross-entropy on the (possibly mixed) labels."""
 
     name: Literal["ce"]
-    weight: Weight = 1.0
 
 
-class DKDTerm(_Strict):
+class DKDTerm(_Term):
     """Decoupled KD: ``T^2 * (alpha * TCKD + beta * NCKD)``."""
 
     name: Literal["dkd"]
-    weight: Weight = 1.0
     alpha: Weight = 1.0
     beta: Weight = 8.0
     temperature: Temperature = 4.0
 
 
-class LSKDTerm(_Strict):
+class LSKDTerm(_Term):
     """Logit-standardized KD: Hinton KD on per-sample z-scored logits."""
 
     name: Literal["lskd"]
-    weight: Weight = 1.0
     temperature: Temperature = 2.0
 
 
-class FitNetsTerm(_Strict):
+class FitNetsTerm(_Term):
     """FitNets hint: MSE between a projection of a student layer and a teacher layer."""
 
     name: Literal["fitnets"]
-    weight: Weight = 1.0
     student_layer: str = Field(min_length=1)
     teacher_layer: str = Field(min_length=1)
 
@@ -178,6 +182,7 @@ class DistillConfig(_Strict):
     train: TrainConfig = TrainConfig()  # the control trains with exactly these settings
     seeds: Annotated[list[int], Field(min_length=1)] = [0]  # one student and control per seed
     teacher_cache: bool = True  # reuse cached teacher logits when nothing is augmented
+    parallel_control: bool = True  # on a multi-core CPU, train the control in a second process
 
     @model_validator(mode="after")
     def _checks(self) -> DistillConfig:

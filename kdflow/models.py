@@ -144,6 +144,23 @@ def build_model(
     return model
 
 
+def for_inference(model: nn.Module) -> nn.Module:
+    """The model in eval mode with each BatchNorm folded into the convolution before it (one
+    pass over the activations instead of two; ~20% off a CNN teacher's forward on CPU).
+    Models that torch.fx cannot trace, and TorchScript, are returned unchanged."""
+    with warnings.catch_warnings():  # the module defines TorchScript helpers at import
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
+        from torch.fx.experimental.optimization import fuse
+
+    model = model.eval()
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    try:
+        return fuse(model)
+    except Exception:  # untraceable user models: correct, just not folded
+        return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -29,6 +29,7 @@ from kdflow.config import TrainConfig
 from kdflow.data import Split
 from kdflow.io import atomic_path
 from kdflow.losses import DistillationLoss
+from kdflow.models import for_inference
 
 
 @dataclass
@@ -125,8 +126,12 @@ def fit(
     steps_per_epoch = len(x) // batch  # drop the ragged tail; a new permutation each epoch
 
     model.to(device)
-    teacher = teaching.teacher.to(device).eval() if teaching and teaching.teacher is not None else None
     loss_fn = teaching.loss.to(device) if teaching else None
+    teacher = None
+    if teaching is not None and teaching.teacher is not None and cached is None:
+        # Hint layers are read by name, which folding BatchNorm would rename.
+        teacher = teaching.teacher.eval() if loss_fn.hints else for_inference(teaching.teacher)
+        teacher = teacher.to(device)
     taps: dict[str, FeatureTap] = {}
     if loss_fn is not None and loss_fn.hints:
         if teacher is None:

@@ -8,11 +8,17 @@ teacher (after a parity check against a live forward).
 
 from __future__ import annotations
 
+import os
 import statistics
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from multiprocessing import current_process, get_context
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
+from kdflow import device as devices
 from kdflow import distributed
 from kdflow.config import Params
 from kdflow.data import Split, load_split
@@ -51,6 +57,19 @@ def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.T
     return logits
 
 
+def train_control(cfg, seed: int, shape, num_classes: int, train: Split, val: Split, root: Path, key: str):
+    """The control: the same student, seed, schedule and augmentation, without the teacher.
+    Runs in a second process beside the student when `distill.parallel_control` allows."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    model = build_model(cfg.student, shape, num_classes, seed=seed)
+    return fit(
+        model, train, val, cfg.train.model_copy(update={"seed": seed}), label=f"control seed {seed}",
+        state_path=root / layout.STATE / f"control_seed{seed}.pt", run_key=key + "control",
+        console=console if current_process().name == "MainProcess" else Console(stderr=True, force_terminal=False),
+    )
+
+
 def run(params: Params, root: Path) -> dict:
     cfg = params.distill
     train = load_split(root / layout.SPLIT_FILES["train"])
@@ -63,17 +82,23 @@ def run(params: Params, root: Path) -> dict:
     console.print(f"distill: teacher {'from its logit cache' if use_cache else 'run live'}")
     inputs = [*layout.SPLIT_FILES.values(), layout.TEACHER]
 
+    parallel = cfg.parallel_control and distributed.world().size == 1 and (os.cpu_count() or 1) > 1
+    if parallel and devices.select(cfg.train.device).type != "cpu":
+        parallel = False  # one accelerator: the two runs would only queue on it
     results: dict[str, dict[int, object]] = {"student": {}, "control": {}}
-    for seed in cfg.seeds:
-        train_cfg = cfg.train.model_copy(update={"seed": seed})
-        for role in ("student", "control"):
-            teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits) if role == "student" else None
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if parallel else nullcontext() as pool:
+        for seed in cfg.seeds:
+            key = run_key(root, cfg.model_copy(update={"seeds": [seed]}), inputs)
+            job = (cfg, seed, shape, num_classes, train, val, root, key)
+            control = pool.submit(train_control, *job) if pool else None
+            teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits)
             model = build_model(cfg.student, shape, num_classes, seed=seed)
-            key = run_key(root, cfg.model_copy(update={"seeds": [seed]}), inputs) + role
-            results[role][seed] = fit(
-                model, train, val, train_cfg, teaching=teaching, label=f"{role} seed {seed}",
-                state_path=root / layout.STATE / f"{role}_seed{seed}.pt", run_key=key,
+            results["student"][seed] = fit(
+                model, train, val, cfg.train.model_copy(update={"seed": seed}), teaching=teaching,
+                label=f"student seed {seed}", state_path=root / layout.STATE / f"student_seed{seed}.pt",
+                run_key=key + "student",
             )
+            results["control"][seed] = control.result() if control else train_control(*job)
     if not distributed.world().is_main:
         return {}
 

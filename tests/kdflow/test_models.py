@@ -7,6 +7,7 @@ from kdflow.models import (
     MLP,
     build_model,
     count_parameters,
+    for_inference,
     import_teacher,
     is_torchscript,
     load_checkpoint,
@@ -102,3 +103,28 @@ def test_import_teacher_state_dict_and_torchscript(tmp_path):
         import_teacher("checkpoint", tmp_path / "sd.pt", ModelSpec(name="mlp", kwargs={"hidden": [9]}), [6], 3)
     with pytest.raises(FileNotFoundError):
         import_teacher("checkpoint", tmp_path / "missing.pt", spec, [6], 3)
+
+
+def test_config_knows_the_zoo_and_every_module_imports_on_its_own():
+    import subprocess
+    import sys
+
+    from kdflow.config import ZOO_NAMES
+    from kdflow.models import ZOO
+
+    assert set(ZOO_NAMES) == set(ZOO)
+    modules = ["kdflow.models", "kdflow.train", "kdflow.config", "kdflow.losses", "kdflow.registry", "tasks.distill"]
+    for module in modules:  # a fresh interpreter each: import order must not matter
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert done.returncode == 0, f"{module}: {done.stderr[-500:]}"
+
+
+def test_for_inference_folds_batchnorm_without_changing_outputs():
+    model = CNN1D([40], 10, channels=8)
+    model.train()
+    model(torch.randn(64, 40))  # give BatchNorm non-trivial running statistics
+    model.eval()
+    fused = for_inference(model)
+    x = torch.randn(5, 40)
+    assert torch.allclose(fused(x), model(x), atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
