@@ -36,6 +36,15 @@ def comparison_rows(report: dict) -> list[dict]:
     return rows
 
 
+def seed_note(seeds: dict | None) -> str:
+    if not seeds or seeds["count"] < 2:
+        return "."
+    return (
+        f" (over {seeds['count']} seeds: {seeds['student_minus_control_mean']:+.4f}"
+        f" ± {seeds['student_minus_control_std']:.4f})."
+    )
+
+
 def markdown(report: dict, ran: dict[str, bool]) -> str:
     reg, comparison = report["registered"], report["metrics"]["comparison"]
     stages = ", ".join(f"{s} ({'ran' if r else 'skipped'})" for s, r in ran.items())
@@ -51,7 +60,8 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
             for r in comparison_rows(report)
         ),
         "",
-        f"Distillation gain over the control: **{comparison['student_minus_control_accuracy']:+.4f}** accuracy.",
+        f"Distillation gain over the control: **{comparison['student_minus_control_accuracy']:+.4f}** accuracy"
+        + seed_note(report["metrics"].get("seeds")),
         "",
         f"## Registry: `{reg['model_name']}` version {reg['version']}",
         "",

@@ -1,0 +1,31 @@
+from flows.summary import comparison_rows, failure_markdown, markdown
+
+
+def report(seeds: int = 1) -> dict:
+    role = lambda acc: {"accuracy": acc, "ece": 0.05, "parameters": 10, "macs": 20, "latency_b1_p50_ms": 0.1}  # noqa: E731
+    return {
+        "metrics": {
+            "teacher": role(0.98), "student": role(0.9), "control": role(0.8),
+            "comparison": {"student_minus_control_accuracy": 0.1},
+            "seeds": {"count": seeds, "student_minus_control_mean": 0.09, "student_minus_control_std": 0.01},
+        },
+        "registered": {"model_name": "m", "version": 3, "gates": {"floor": "pass: ok"}, "champion": 3, "promoted": True},
+    }
+
+
+def test_table_has_one_row_per_model():
+    rows = comparison_rows(report())
+    assert [r["model"] for r in rows] == ["teacher", "student", "control"]
+    assert rows[1]["test_accuracy"] == 0.9 and rows[0]["latency_b1_p50_ms"] == 0.1
+
+
+def test_markdown_names_stages_gain_gates_and_champion():
+    text = markdown(report(seeds=3), {"prepare": False, "distill": True})
+    assert "prepare (skipped), distill (ran)" in text
+    assert "+0.1000" in text and "over 3 seeds: +0.0900 ± 0.0100" in text
+    assert "gate `floor`: pass: ok" in text and "version 3 (promoted by this run)" in text
+
+
+def test_failure_summary_says_the_registry_was_not_touched():
+    text = failure_markdown("validate", {"prepare": True})
+    assert "Stage **validate** failed" in text and "registry was not changed" in text
