@@ -24,10 +24,10 @@ class World:
         return self.rank == 0
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process's contiguous slice of a global batch."""
+        """This process's contiguous slice of a global batch (fit checks it divides evenly)."""
         if self.size == 1:
             return batch
-        return batch.tensor_split(self.size)[self.rank]
+        return batch.chunk(self.size)[self.rank]
 
 
 def world() -> World:
@@ -48,7 +48,3 @@ def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
 
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()

@@ -64,11 +64,6 @@ class Latency:
     p95_ms: float
     threads: int
 
-    @property
-    def throughput(self) -> float:
-        """Samples per second at the median latency."""
-        return self.batch_size / (self.p50_ms / 1000)
-
 
 def measure_latency(
     model: nn.Module,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from kdflow.errors import KdflowError
 
@@ -26,6 +27,12 @@ FINGERPRINT_TAG = "kdflow.fingerprint"
 
 class RegistryError(KdflowError):
     pass
+
+
+def _missing(error: MlflowException) -> bool:
+    """True when MLflow says the thing does not exist; anything else (a connection error, a
+    locked database) must not be mistaken for "absent"."""
+    return error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
 
 
 def _now() -> str:
@@ -54,8 +61,10 @@ class Registry:
         try:
             self.client.get_registered_model(self.name)
             return True
-        except MlflowException:
-            return False
+        except MlflowException as error:
+            if _missing(error):
+                return False
+            raise
 
     def versions(self) -> list[ModelVersion]:
         if not self._model_exists():
@@ -66,14 +75,18 @@ class Registry:
     def version(self, version: int | str) -> ModelVersion:
         try:
             return self.client.get_model_version(self.name, str(version))
-        except MlflowException:
-            raise RegistryError(f"model {self.name!r} has no version {version}") from None
+        except MlflowException as error:
+            if _missing(error):
+                raise RegistryError(f"model {self.name!r} has no version {version}") from None
+            raise
 
     def alias(self, alias: str) -> ModelVersion | None:
-        try:
-            return self.client.get_model_version_by_alias(self.name, alias)
-        except MlflowException:
+        # Read the alias map rather than catch "alias not found", which MLflow reports with
+        # the same error code as a malformed request.
+        if not self._model_exists():
             return None
+        version = self.client.get_registered_model(self.name).aliases.get(alias)
+        return None if version is None else self.version(version)
 
     def find_fingerprint(self, fingerprint: str) -> ModelVersion | None:
         for v in self.versions():
@@ -111,7 +124,7 @@ class Registry:
 
     def set_challenger(self, version: int | str) -> None:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
-        self.tag(version, {"kdflow.challenger_at": _now()})
+        self.tag(version, {"kdflow.challenger_at": _now(), "kdflow.challenger_by": actor()})
 
     def promote(self, version: int | str, reason: str) -> ModelVersion:
         """Point `champion` at `version`; record who, when and why; remember the previous one."""
@@ -119,6 +132,10 @@ class Registry:
         current = self.alias(CHAMPION)
         if current is not None and int(current.version) == int(target.version):
             return target
+        # History first, then the alias: a crash in between leaves a history that still ends
+        # at a version rollback can find, never an alias the history does not know.
+        history = [v for v in self.history() if v != int(target.version)] + [int(target.version)]
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
         self.tag(
             target.version,
@@ -129,8 +146,6 @@ class Registry:
                 "kdflow.previous_champion": str(current.version) if current else "",
             },
         )
-        history = self.history() + [int(target.version)]
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         return target
 
     def rollback(self, reason: str) -> tuple[ModelVersion, ModelVersion]:
@@ -139,15 +154,17 @@ class Registry:
         if current is None:
             raise RegistryError(f"model {self.name!r} has no champion to roll back")
         history = self.history()
-        # The history ends with the current champion; walk back past it.
-        while history and history[-1] == int(current.version):
-            history.pop()
+        # Undo everything from the current champion on: normally just its own entry, more if a
+        # promotion died between writing the history and moving the alias.
+        if int(current.version) in history:
+            history = history[: history.index(int(current.version))]
         if not history:
             raise RegistryError(
                 f"model {self.name!r}: version {current.version} is the first champion; "
                 "there is no previous champion to roll back to"
             )
         previous = self.version(history[-1])
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
         now, who = _now(), actor()
         self.tag(
@@ -158,5 +175,4 @@ class Registry:
             previous.version,
             {"kdflow.restored_at": now, "kdflow.restored_by": who, "kdflow.restore_reason": reason},
         )
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         return current, previous

@@ -44,9 +44,14 @@ def find_root(start: str | Path | None = None) -> Path:
 
 def defaults(root: Path) -> dict[str, str]:
     """Locations used when the environment names none."""
+    local = {}
+    if "MLFLOW_TRACKING_URI" not in os.environ:  # with a server, the server places artifacts
+        local = {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "KDFLOW_ARTIFACT_ROOT": (root / "mlartifacts").as_uri(),
+        }
     return {
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "KDFLOW_ARTIFACT_ROOT": (root / "mlartifacts").as_uri(),
+        **local,
         "PREFECT_HOME": str(root / ".prefect"),
         # The ephemeral Prefect API starts in 6-10 s here; its 20 s default is too tight on a
         # loaded 2-core machine.

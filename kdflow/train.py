@@ -5,7 +5,8 @@
   optional early stopping), and its weights are what `fit` returns.
 - With a `state_path`, the full training state is written atomically after every epoch; a run
   started again with the same `run_key` resumes from it and ends with the same weights as an
-  uninterrupted run (same seed, CPU).
+  uninterrupted run (same seed, CPU). A finished run's state stays until the caller has
+  written its outputs and removes it, so a kill between two runs loses neither.
 - Under torchrun, DDP with each process training on its slice of the same global batch.
 """
 
@@ -117,12 +118,14 @@ def fit(
     if cached is not None and cfg.augment.enabled:
         raise ValueError("cached teacher logits are for un-augmented inputs; augmentation is on")
 
+    if cached is not None:
+        cached = cached.to(device)
     x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
     x_val, y_val = torch.from_numpy(val.x).to(device), torch.from_numpy(val.y).to(device)
     num_classes = int(max(train.y.max(), val.y.max())) + 1
     batch = min(cfg.batch_size, len(x))
-    if batch < here.size:
-        raise ValueError(f"batch_size {batch} is smaller than the {here.size} processes")
+    if batch % here.size:  # equal shards, so that the mean of shard means is the batch mean
+        raise ValueError(f"batch_size {batch} does not divide evenly over {here.size} processes")
     steps_per_epoch = len(x) // batch  # drop the ragged tail; a new permutation each epoch
 
     model.to(device)
@@ -151,6 +154,9 @@ def fit(
     torch.manual_seed(cfg.seed)
     net: nn.Module = model
     if here.size > 1:
+        if device.type == "cuda":  # BatchNorm over the global batch, as a single process would
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            net = model
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
@@ -278,6 +284,4 @@ def fit(
             f"{label}: {len(history) - resumed_from} epochs in {seconds:.1f}s on {device}{stopped}, "
             f"best val accuracy {best_acc:.4f} at epoch {best_epoch}"
         )
-        if state_path is not None:
-            state_path.unlink(missing_ok=True)
     return FitResult(model.eval(), best_epoch, best_acc, seconds, history, resumed_from)

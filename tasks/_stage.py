@@ -17,7 +17,7 @@ from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
 from kdflow.lineage import file_md5
-from kdflow.settings import configure, find_root
+from kdflow.settings import ProjectNotFound, configure, find_root
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -25,14 +25,15 @@ console = Console(stderr=True, soft_wrap=True)
 def main(name: str, run: Callable[[Params, Path], Any]) -> None:
     """Run one stage in the project around the working directory.
 
-    An expected failure (bad params, failed validation, failed registry action) prints one
-    message naming what is wrong and exits 1; anything else is a bug and keeps its traceback.
+    An expected failure (bad params or input files, failed validation, failed registry
+    action) prints one message naming what is wrong and exits 1; anything else is a bug and
+    keeps its traceback.
     """
     try:
         root = find_root()
         configure(root)
         run(load_params(root / "params.yaml"), root)
-    except KdflowError as error:
+    except (KdflowError, ProjectNotFound, ValueError, FileNotFoundError) as error:
         console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
         sys.exit(1)
     finally:

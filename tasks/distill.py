@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
-from multiprocessing import current_process, get_context
+import threading
+import time
+from multiprocessing import current_process, get_context, parent_process
 from pathlib import Path
 
 import torch
@@ -57,6 +57,18 @@ def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.T
     return logits
 
 
+def _exit_with_parent() -> None:
+    """In the control's process: end it when the stage process is gone (killed, crashed), so
+    that no orphan keeps training and writing checkpoints beside a restarted stage."""
+
+    def watch(parent=parent_process()) -> None:
+        while parent is not None and parent.is_alive():
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def train_control(cfg, seed: int, shape, num_classes: int, train: Split, val: Split, root: Path, key: str):
     """The control: the same student, seed, schedule and augmentation, without the teacher.
     Runs in a second process beside the student when `distill.parallel_control` allows."""
@@ -86,11 +98,12 @@ def run(params: Params, root: Path) -> dict:
     if parallel and devices.select(cfg.train.device).type != "cpu":
         parallel = False  # one accelerator: the two runs would only queue on it
     results: dict[str, dict[int, object]] = {"student": {}, "control": {}}
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if parallel else nullcontext() as pool:
+    pool = get_context("spawn").Pool(1, initializer=_exit_with_parent) if parallel else None
+    try:
         for seed in cfg.seeds:
             key = run_key(root, cfg.model_copy(update={"seeds": [seed]}), inputs)
             job = (cfg, seed, shape, num_classes, train, val, root, key)
-            control = pool.submit(train_control, *job) if pool else None
+            control = pool.apply_async(train_control, job) if pool else None
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits)
             model = build_model(cfg.student, shape, num_classes, seed=seed)
             results["student"][seed] = fit(
@@ -98,7 +111,11 @@ def run(params: Params, root: Path) -> dict:
                 label=f"student seed {seed}", state_path=root / layout.STATE / f"student_seed{seed}.pt",
                 run_key=key + "student",
             )
-            results["control"][seed] = control.result() if control else train_control(*job)
+            results["control"][seed] = control.get() if control else train_control(*job)
+    finally:
+        if pool is not None:  # on a failure too: stop the control now, never wait for it
+            pool.terminate()
+            pool.join()
     if not distributed.world().is_main:
         return {}
 
@@ -132,6 +149,8 @@ def run(params: Params, root: Path) -> dict:
          for s, c in zip(s_hist, c_hist)],
         root / layout.DISTILL_HISTORY,
     )
+    for state in (root / layout.STATE).glob("*_seed*.pt"):  # outputs are safe now
+        state.unlink()
     return metrics
 
 

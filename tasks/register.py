@@ -114,6 +114,8 @@ def run(params: Params, root: Path) -> dict:
     if existing is not None:
         version, created = existing.version, False
         console.print(f"register: these artifacts are already version {version}; no new version")
+        if "kdflow.challenger_at" not in existing.tags:  # a retried run that died before this
+            registry.set_challenger(version)
     else:
         version, created = _log_run(params, root, metrics, lineage, fp), True
         registry.set_challenger(version)

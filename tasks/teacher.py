@@ -65,6 +65,7 @@ def run(params: Params, root: Path) -> dict:
     write_logit_cache(root, model)
     write_json(metrics, root / layout.TEACHER_METRICS)
     write_csv(history or [{"epoch": 0, "val_accuracy": metrics["val_accuracy"]}], root / layout.TEACHER_HISTORY)
+    (root / layout.STATE / "teacher.pt").unlink(missing_ok=True)  # outputs are safe now
     return metrics
 
 

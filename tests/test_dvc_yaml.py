@@ -1,0 +1,33 @@
+"""dvc.yaml and tasks/layout.py name the same files, and each stage's module is one of its deps."""
+
+import yaml
+
+from tasks import layout
+from tests.conftest import REPO
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def paths(stage: str, kind: str) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else e for e in STAGES[stage].get(kind, [])}
+
+
+def test_every_layout_output_is_declared_by_its_stage():
+    outputs = {
+        "prepare": set(map(str, layout.SPLIT_FILES.values())),
+        "validate": {str(layout.VALIDATION_REPORT)},
+        "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
+        "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
+        "evaluate": {str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY)},
+        "register": {str(layout.REGISTERED)},
+    }
+    for stage, expected in outputs.items():
+        declared = paths(stage, "outs") | paths(stage, "metrics") | paths(stage, "plots")
+        assert declared == expected, stage
+
+
+def test_each_stage_runs_its_module_and_depends_on_it():
+    for stage, spec in STAGES.items():
+        assert spec["cmd"].endswith(f"-m tasks.{stage}")
+        assert f"tasks/{stage}.py" in paths(stage, "deps")
+        assert stage in paths(stage, "params")
