@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/distill_epoch.py      # writes bench/results/distill_epoch.json
 
-Measured in one run, each as the median over epochs:
+Measured in one run, each as the median over epochs of three interleaved rounds (epochs last
+~0.1 s here, so one busy moment would otherwise decide a ratio):
 - control epoch (cross-entropy only) and distillation epoch with cached teacher logits, both
   without augmentation (the cache is for un-augmented inputs). Target: cached <= 1.15x control.
 - control epoch with the default augmentation, teacher forward over the same batches, and the
@@ -26,12 +27,13 @@ from kdflow.models import build_model, for_inference
 from kdflow.train import Teaching, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 12
-SKIP = 2  # warm-up epochs left out of the median
+EPOCHS = 10
+SKIP = 2  # warm-up epochs left out of each round
+ROUNDS = 3
 
 
-def median_epoch(result) -> float:
-    return statistics.median(h["seconds"] for h in result.history[SKIP:])
+def epoch_times(result) -> list[float]:
+    return [h["seconds"] for h in result.history[SKIP:]]
 
 
 def teacher_forward_epoch(teacher, train, cfg) -> float:
@@ -57,7 +59,7 @@ def main() -> None:
     teacher = build_model(params.teacher.model, shape, classes, seed=0).eval()
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
 
-    def run(augmented: bool, teaching_kind: str | None) -> float:
+    def run(augmented: bool, teaching_kind: str | None) -> list[float]:
         train_cfg = cfg.train.model_copy(update={"epochs": EPOCHS, "seed": 0})
         if not augmented:
             train_cfg = train_cfg.model_copy(update={"augment": train_cfg.augment.model_copy(
@@ -68,13 +70,17 @@ def main() -> None:
         elif teaching_kind == "live":
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher)
         model = build_model(cfg.student, shape, classes, seed=0)
-        return median_epoch(fit(model, train, val, train_cfg, teaching=teaching, label=teaching_kind or "control"))
+        return epoch_times(fit(model, train, val, train_cfg, teaching=teaching, label=teaching_kind or "control"))
 
-    control_plain = run(False, None)
-    cached = run(False, "cached")
-    control_aug = run(True, None)
-    live = run(True, "live")
-    forward = teacher_forward_epoch(for_inference(teacher), train, cfg.train)  # as fit runs it
+    modes = {"control_plain": (False, None), "cached": (False, "cached"), "control_aug": (True, None), "live": (True, "live")}
+    times: dict[str, list[float]] = {name: [] for name in [*modes, "forward"]}
+    fused = for_inference(teacher)  # as fit runs it
+    for _ in range(ROUNDS):
+        for name, (augmented, kind) in modes.items():
+            times[name] += run(augmented, kind)
+        times["forward"].append(teacher_forward_epoch(fused, train, cfg.train))
+    control_plain, cached, control_aug, live, forward = (
+        statistics.median(times[name]) for name in ("control_plain", "cached", "control_aug", "live", "forward"))
     result = {
         "threads": torch.get_num_threads(),
         "train_rows": len(train),

@@ -55,8 +55,12 @@ class DistillationLoss(nn.Module):
         return {getattr(h, f"{side}_layer") for h in self.hints}
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
-        total = student_logits.new_zeros((), dtype=torch.float32)
+        # Every op here runs once per step; with a small student they are a visible share of it.
+        student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
+        total = None
         for weight, term in zip(self.weights, self.terms):
             if weight:
-                total = total + weight * term(student_logits.float(), teacher_logits.float(), target, features)
+                value = term(student_logits, teacher_logits, target, features)
+                value = value if weight == 1 else weight * value
+                total = value if total is None else total + value
         return total
