@@ -1,0 +1,1 @@
+"""kdflow: knowledge distillation as one reproducible lifecycle (see README.md)."""
