@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+import torch.nn.functional as F
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_calibration_error,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_recall,
 )
 
 
@@ -24,6 +28,54 @@ def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int 
     return multiclass_calibration_error(
         logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="l1"
     ).item()
+
+
+def max_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
+    """The largest |confidence - accuracy| over the non-empty confidence bins."""
+    return multiclass_calibration_error(
+        logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="max"
+    ).item()
+
+
+def brier_score(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over samples of the squared distance between the predicted distribution and the
+    one-hot label (multiclass Brier, range 0..2)."""
+    probs = logits.softmax(-1)
+    return ((probs - F.one_hot(y, logits.shape[-1]).to(probs.dtype)) ** 2).sum(-1).mean().item()
+
+
+def nll(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return F.cross_entropy(logits, y).item()
+
+
+def macro_f1(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return multiclass_f1_score(logits, y, num_classes=logits.shape[-1], average="macro").item()
+
+
+def per_class_recall(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
+    return multiclass_recall(logits, y, num_classes=logits.shape[-1], average=None).tolist()
+
+
+def confusion_matrix(logits: torch.Tensor, y: torch.Tensor) -> list[list[int]]:
+    """Rows are true classes, columns predicted classes."""
+    return multiclass_confusion_matrix(logits, y, num_classes=logits.shape[-1]).tolist()
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Post-hoc temperature scaling (Guo et al., 2017): the T > 0 that minimises the NLL of
+    ``logits / T``. Fit it on validation data, never on test."""
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    logits = logits.detach().float().clone()  # predict() returns inference tensors
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return log_t.exp().item()
 
 
 def reliability_bins(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> list[dict]:

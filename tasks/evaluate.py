@@ -14,9 +14,15 @@ from kdflow.config import Params
 from kdflow.data import load_split
 from kdflow.io import write_json
 from kdflow.metrics import (
+    brier_score,
     count_macs,
     expected_calibration_error,
+    fit_temperature,
+    macro_f1,
+    max_calibration_error,
     measure_latency,
+    nll,
+    per_class_recall,
     reliability_bins,
     top1_accuracy,
 )
@@ -48,19 +54,31 @@ def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
 def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
     test = load_split(root / layout.SPLIT_FILES["test"])
+    val = load_split(root / layout.SPLIT_FILES["val"])  # for temperature scaling only
     x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
 
     metrics: dict[str, dict] = {}
-    reliability, latency_rows = [], []
+    reliability, latency_rows, confusion = [], [], []
     for role, path in ROLES.items():
         model = load_model(root / path)
         logits = predict(model, x)
+        temperature = fit_temperature(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y))
         row = {
             "accuracy": top1_accuracy(logits, y),
+            "macro_f1": macro_f1(logits, y),
+            "recall": {str(c): r for c, r in enumerate(per_class_recall(logits, y))},
             "ece": expected_calibration_error(logits, y, cfg.ece_bins),
+            "mce": max_calibration_error(logits, y, cfg.ece_bins),
+            "brier": brier_score(logits, y),
+            "nll": nll(logits, y),
+            "temperature": temperature,  # fitted on validation data
+            "ece_scaled": expected_calibration_error(logits / temperature, y, cfg.ece_bins),
+            "nll_scaled": nll(logits / temperature, y),
             "parameters": count_parameters(model),
             "macs": count_macs(model, x),
         }
+        predicted = logits.argmax(-1).tolist()
+        confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), predicted)]
         for batch in cfg.latency.batch_sizes:
             lat = measure_latency(
                 model,
@@ -96,6 +114,7 @@ def run(params: Params, root: Path) -> dict:
     write_json(metrics, root / layout.METRICS)
     write_csv(reliability, root / layout.RELIABILITY)
     write_csv(latency_rows, root / layout.LATENCY)
+    write_csv(confusion, root / layout.CONFUSION)
     console.print(
         "evaluate: test accuracy "
         + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in ROLES)

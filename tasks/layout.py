@@ -20,6 +20,7 @@ DISTILL_HISTORY = Path("reports/plots/distill_history.csv")
 METRICS = Path("reports/metrics.json")
 RELIABILITY = Path("reports/plots/reliability.csv")
 LATENCY = Path("reports/plots/latency.csv")
+CONFUSION = Path("reports/plots/confusion.csv")  # one row per test sample and model
 
 REGISTERED = Path("reports/registered.json")
 

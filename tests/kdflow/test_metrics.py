@@ -1,8 +1,23 @@
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from kdflow.metrics import count_macs, expected_calibration_error, measure_latency, reliability_bins, top1_accuracy
+from kdflow.metrics import (
+    brier_score,
+    confusion_matrix,
+    count_macs,
+    expected_calibration_error,
+    fit_temperature,
+    macro_f1,
+    max_calibration_error,
+    measure_latency,
+    nll,
+    per_class_recall,
+    reliability_bins,
+    top1_accuracy,
+)
 
 
 def logits_from_probs(probs):
@@ -33,3 +48,35 @@ def test_latency_reports_median_and_p95():
     assert 0 < lat.p50_ms <= lat.p95_ms
     assert lat.batch_size == 16 and lat.threads == 1
     assert torch.get_num_threads() >= 1
+
+
+def test_brier_nll_and_mce_by_hand():
+    probs = [[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]]
+    y = torch.tensor([0, 0, 0, 1])
+    logits = logits_from_probs(probs)
+    # Brier: (0.1^2+0.1^2) + (0.9^2+0.9^2) + (0.4^2+0.4^2) + (0.4^2+0.4^2) = 0.02+1.62+0.32+0.32, / 4
+    assert brier_score(logits, y) == pytest.approx(2.28 / 4, abs=1e-6)
+    expected_nll = -(math.log(0.9) + math.log(0.1) + math.log(0.6) + math.log(0.6)) / 4
+    assert nll(logits, y) == pytest.approx(expected_nll, abs=1e-6)
+    # bins: confidence 0.9 -> accuracy 0.5 (gap 0.4); 0.6 -> accuracy 1.0 (gap 0.4)
+    assert max_calibration_error(logits, y, bins=10) == pytest.approx(0.4, abs=1e-5)
+
+
+def test_f1_recall_and_confusion_by_hand():
+    # predictions: 0, 1, 0, 1 against labels 0, 0, 0, 1
+    logits = logits_from_probs([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+    y = torch.tensor([0, 0, 0, 1])
+    assert confusion_matrix(logits, y) == [[2, 1], [0, 1]]
+    assert per_class_recall(logits, y) == pytest.approx([2 / 3, 1.0])
+    f1_class0 = 2 * 1.0 * (2 / 3) / (1.0 + 2 / 3)  # precision 1, recall 2/3
+    f1_class1 = 2 * 0.5 * 1.0 / (0.5 + 1.0)  # precision 1/2, recall 1
+    assert macro_f1(logits, y) == pytest.approx((f1_class0 + f1_class1) / 2)
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 5) * 3
+    y = torch.distributions.Categorical(logits=true_logits).sample()
+    overconfident = true_logits * 2.5  # a model whose logits are 2.5x too sharp
+    assert fit_temperature(overconfident, y) == pytest.approx(2.5, rel=0.1)
+    assert nll(overconfident / 2.5, y) < nll(overconfident, y)

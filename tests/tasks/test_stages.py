@@ -70,6 +70,11 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert set(metrics) == {"teacher", "student", "control", "comparison", "seeds"}
     assert metrics["teacher"]["macs"] > metrics["student"]["macs"] == metrics["control"]["macs"]
     assert metrics["student"]["latency_b64_p50_ms"] > 0
+    student = metrics["student"]
+    assert 0 <= student["macro_f1"] <= 1 and len(student["recall"]) == 10
+    assert student["mce"] >= student["ece"] >= 0 and 0 <= student["brier"] <= 2
+    assert student["temperature"] > 0 and student["nll_scaled"] > 0
+    assert len((prepared / layout.CONFUSION).read_text().splitlines()) == 1 + 3 * 120
 
     first = register.run(tiny_params, prepared)
     assert first["created"] and first["promoted"] and first["version"] == 1
