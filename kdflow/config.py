@@ -208,9 +208,20 @@ class LatencyConfig(_Strict):
     threads: PositiveInt = 1  # pinned so figures compare across machines and runs
 
 
+class RobustnessConfig(_Strict):
+    """Corruptions at severities 1..`severities`, and adversarial budgets (L-inf, in units
+    of the standardised features)."""
+
+    severities: Annotated[int, Field(ge=1, le=5)] = 5
+    fgsm_eps: list[Annotated[float, Field(gt=0)]] = [0.05, 0.1]
+    pgd_eps: Annotated[float, Field(gt=0)] = 0.1
+    pgd_steps: PositiveInt = 5
+
+
 class EvaluateConfig(_Strict):
     ece_bins: PositiveInt = 15
     latency: LatencyConfig = LatencyConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
 
 
 class GatesConfig(_Strict):

@@ -61,6 +61,13 @@ def confusion_matrix(logits: torch.Tensor, y: torch.Tensor) -> list[list[int]]:
     return multiclass_confusion_matrix(logits, y, num_classes=logits.shape[-1]).tolist()
 
 
+def fidelity(logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
+    """How closely a model follows the teacher: top-1 agreement, and the mean
+    KL(teacher || model) of their softmax outputs."""
+    kl = F.kl_div(logits.log_softmax(-1), teacher_logits.log_softmax(-1), log_target=True, reduction="batchmean")
+    return {"agreement": (logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean().item(), "kl": kl.item()}
+
+
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Post-hoc temperature scaling (Guo et al., 2017): the T > 0 that minimises the NLL of
     ``logits / T``. Fit it on validation data, never on test."""

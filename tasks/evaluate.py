@@ -17,6 +17,7 @@ from kdflow.metrics import (
     brier_score,
     count_macs,
     expected_calibration_error,
+    fidelity,
     fit_temperature,
     macro_f1,
     max_calibration_error,
@@ -27,6 +28,8 @@ from kdflow.metrics import (
     top1_accuracy,
 )
 from kdflow.models import count_parameters, load_model
+from kdflow.ood import detection, msp, neg_energy, permuted
+from kdflow.robustness import corrupted_sets, fgsm, pgd
 from kdflow.train import predict
 from tasks import layout
 from tasks._stage import console, main, write_csv
@@ -58,10 +61,15 @@ def run(params: Params, root: Path) -> dict:
     x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
 
     metrics: dict[str, dict] = {}
-    reliability, latency_rows, confusion = [], [], []
+    reliability, latency_rows, confusion, severity_rows = [], [], [], []
+    rob = cfg.robustness
+    corrupted = corrupted_sets(x, rob.severities)
+    ood_x = permuted(x)
+    teacher_logits = None
     for role, path in ROLES.items():
         model = load_model(root / path)
         logits = predict(model, x)
+        teacher_logits = logits if role == "teacher" else teacher_logits
         temperature = fit_temperature(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y))
         row = {
             "accuracy": top1_accuracy(logits, y),
@@ -77,6 +85,26 @@ def run(params: Params, root: Path) -> dict:
             "parameters": count_parameters(model),
             "macs": count_macs(model, x),
         }
+        corruption_acc = {f"{name}_s{sev}": top1_accuracy(predict(model, xc), y) for (name, sev), xc in corrupted.items()}
+        row["corruption_accuracy"] = statistics.fmean(corruption_acc.values())
+        row["corruptions"] = corruption_acc
+        severity_rows += [
+            {"model": role, "severity": sev,
+             "accuracy": statistics.fmean(v for k, v in corruption_acc.items() if k.endswith(f"_s{sev}"))}
+            for sev in range(1, rob.severities + 1)
+        ]
+        row["adversarial"] = {
+            **{f"fgsm_{eps}": top1_accuracy(predict(model, fgsm(model, x, y, eps)), y) for eps in rob.fgsm_eps},
+            f"pgd_{rob.pgd_eps}": top1_accuracy(predict(model, pgd(model, x, y, rob.pgd_eps, rob.pgd_steps)), y),
+        }
+        ood_logits = predict(model, ood_x)
+        row["ood"] = {
+            f"{score}_{k}": v
+            for score, fn in (("msp", msp), ("energy", neg_energy))
+            for k, v in detection(fn(logits), fn(ood_logits)).items()
+        }
+        if role != "teacher":
+            row["fidelity"] = fidelity(logits, teacher_logits)
         predicted = logits.argmax(-1).tolist()
         confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), predicted)]
         for batch in cfg.latency.batch_sizes:
@@ -98,6 +126,8 @@ def run(params: Params, root: Path) -> dict:
 
     metrics["seeds"] = seed_statistics(root, x, y)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
+    for row in (student, control):  # robustness relative to the teacher
+        row["relative_robustness"] = row["corruption_accuracy"] / teacher["corruption_accuracy"]
     metrics["comparison"] = {
         "student_minus_control_accuracy": student["accuracy"] - control["accuracy"],
         "student_minus_control_accuracy_mean": metrics["seeds"]["student_minus_control_mean"],
@@ -115,6 +145,7 @@ def run(params: Params, root: Path) -> dict:
     write_csv(reliability, root / layout.RELIABILITY)
     write_csv(latency_rows, root / layout.LATENCY)
     write_csv(confusion, root / layout.CONFUSION)
+    write_csv(severity_rows, root / layout.SEVERITY)
     console.print(
         "evaluate: test accuracy "
         + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in ROLES)

@@ -21,6 +21,7 @@ METRICS = Path("reports/metrics.json")
 RELIABILITY = Path("reports/plots/reliability.csv")
 LATENCY = Path("reports/plots/latency.csv")
 CONFUSION = Path("reports/plots/confusion.csv")  # one row per test sample and model
+SEVERITY = Path("reports/plots/corruption_severity.csv")
 
 REGISTERED = Path("reports/registered.json")
 

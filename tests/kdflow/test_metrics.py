@@ -9,6 +9,7 @@ from kdflow.metrics import (
     confusion_matrix,
     count_macs,
     expected_calibration_error,
+    fidelity,
     fit_temperature,
     macro_f1,
     max_calibration_error,
@@ -80,3 +81,12 @@ def test_temperature_scaling_recovers_a_known_temperature():
     overconfident = true_logits * 2.5  # a model whose logits are 2.5x too sharp
     assert fit_temperature(overconfident, y) == pytest.approx(2.5, rel=0.1)
     assert nll(overconfident / 2.5, y) < nll(overconfident, y)
+
+
+def test_fidelity_by_hand():
+    teacher = logits_from_probs([[0.8, 0.2], [0.3, 0.7]])
+    student = logits_from_probs([[0.6, 0.4], [0.6, 0.4]])
+    result = fidelity(student, teacher)
+    assert result["agreement"] == 0.5
+    kl = (0.8 * math.log(0.8 / 0.6) + 0.2 * math.log(0.2 / 0.4) + 0.3 * math.log(0.3 / 0.6) + 0.7 * math.log(0.7 / 0.4)) / 2
+    assert result["kl"] == pytest.approx(kl, rel=1e-5)

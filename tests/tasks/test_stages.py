@@ -75,6 +75,10 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert student["mce"] >= student["ece"] >= 0 and 0 <= student["brier"] <= 2
     assert student["temperature"] > 0 and student["nll_scaled"] > 0
     assert len((prepared / layout.CONFUSION).read_text().splitlines()) == 1 + 3 * 120
+    assert len(student["corruptions"]) == 20 and 0 <= student["corruption_accuracy"] <= 1
+    assert student["relative_robustness"] > 0 and set(student["adversarial"]) == {"fgsm_0.05", "fgsm_0.1", "pgd_0.1"}
+    assert set(student["ood"]) == {"msp_auroc", "msp_fpr95", "energy_auroc", "energy_fpr95"}
+    assert 0 <= student["fidelity"]["agreement"] <= 1 and "fidelity" not in metrics["teacher"]
 
     first = register.run(tiny_params, prepared)
     assert first["created"] and first["promoted"] and first["version"] == 1
