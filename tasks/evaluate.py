@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from kdflow.config import Params
+from kdflow.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.data import load_split
 from kdflow.io import write_json
 from kdflow.metrics import (
@@ -35,6 +36,35 @@ from tasks import layout
 from tasks._stage import console, main, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
+
+
+def compressed_forms(root: Path, metrics: dict, x, y, cfg, corrupted, ood_x, latency_rows: list) -> dict:
+    """The student as ONNX and as ONNX int8: parity with the float student, and the axes that
+    need no gradients (quality, calibration, corruptions, OOD, latency, size)."""
+    student = load_model(root / layout.STUDENT)
+    reference = predict(student, x)
+    export_onnx(student, x, root / layout.STUDENT_ONNX)
+    quantize_int8(root / layout.STUDENT_ONNX, root / layout.STUDENT_INT8)
+    rows = {}
+    for role, path in (("student_onnx", layout.STUDENT_ONNX), ("student_int8", layout.STUDENT_INT8)):
+        model = OnnxModel(root / path, threads=cfg.latency.threads)
+        logits = predict(model, x)
+        row = {
+            "accuracy": top1_accuracy(logits, y),
+            "ece": expected_calibration_error(logits, y, cfg.ece_bins),
+            "parity": parity(reference, logits),
+            "corruption_accuracy": statistics.fmean(top1_accuracy(predict(model, xc), y) for xc in corrupted.values()),
+            "ood": {f"msp_{k}": v for k, v in detection(msp(logits), msp(predict(model, ood_x))).items()},
+            "size_bytes": model.size_bytes,
+            "macs": metrics["student"]["macs"],
+        }
+        for batch in cfg.latency.batch_sizes:
+            lat = measure_latency(model, x, batch, warmup=cfg.latency.warmup, repeats=cfg.latency.repeats, threads=cfg.latency.threads)
+            row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
+            row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
+            latency_rows.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]})
+        rows[role] = row
+    return rows
 
 
 def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -84,6 +114,7 @@ def run(params: Params, root: Path) -> dict:
             "nll_scaled": nll(logits / temperature, y),
             "parameters": count_parameters(model),
             "macs": count_macs(model, x),
+            "size_bytes": (root / path).stat().st_size,
         }
         corruption_acc = {f"{name}_s{sev}": top1_accuracy(predict(model, xc), y) for (name, sev), xc in corrupted.items()}
         row["corruption_accuracy"] = statistics.fmean(corruption_acc.values())
@@ -124,6 +155,7 @@ def run(params: Params, root: Path) -> dict:
         metrics[role] = row
         reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
 
+    metrics |= compressed_forms(root, metrics, x, y, cfg, corrupted, ood_x, latency_rows)
     metrics["seeds"] = seed_statistics(root, x, y)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
     for row in (student, control):  # robustness relative to the teacher

@@ -18,6 +18,8 @@ DISTILL_METRICS = Path("reports/distill.json")
 DISTILL_HISTORY = Path("reports/plots/distill_history.csv")
 
 METRICS = Path("reports/metrics.json")
+STUDENT_ONNX = Path("models/student.onnx")  # deployable forms, written by evaluate
+STUDENT_INT8 = Path("models/student_int8.onnx")
 RELIABILITY = Path("reports/plots/reliability.csv")
 LATENCY = Path("reports/plots/latency.csv")
 CONFUSION = Path("reports/plots/confusion.csv")  # one row per test sample and model

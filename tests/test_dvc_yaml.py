@@ -18,7 +18,7 @@ def test_every_layout_output_is_declared_by_its_stage():
         "validate": {str(layout.VALIDATION_REPORT)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
-        "evaluate": {str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY), str(layout.CONFUSION), str(layout.SEVERITY)},
+        "evaluate": {str(layout.STUDENT_ONNX), str(layout.STUDENT_INT8), str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY), str(layout.CONFUSION), str(layout.SEVERITY)},
         "register": {str(layout.REGISTERED)},
     }
     for stage, expected in outputs.items():

@@ -67,7 +67,10 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert (prepared / layout.DISTILL_HISTORY).read_text().startswith("epoch,student_val_accuracy")
 
     metrics = evaluate.run(tiny_params, prepared)
-    assert set(metrics) == {"teacher", "student", "control", "comparison", "seeds"}
+    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds"}
+    assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-4
+    assert metrics["student_int8"]["parity"]["agreement"] > 0.9
+    assert metrics["student_int8"]["size_bytes"] < metrics["student_onnx"]["size_bytes"]
     assert metrics["teacher"]["macs"] > metrics["student"]["macs"] == metrics["control"]["macs"]
     assert metrics["student"]["latency_b64_p50_ms"] > 0
     student = metrics["student"]
