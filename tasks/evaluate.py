@@ -38,11 +38,19 @@ from tasks._stage import console, main, write_csv
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
 
 
-def compressed_forms(root: Path, metrics: dict, x, y, cfg, corrupted, ood_x, latency_rows: list) -> dict:
-    """The student as ONNX and as ONNX int8: parity with the float student, and the axes that
-    need no gradients (quality, calibration, corruptions, OOD, latency, size)."""
-    student = load_model(root / layout.STUDENT)
-    reference = predict(student, x)
+def add_latency(row: dict, role: str, model, x: torch.Tensor, cfg, latency_rows: list) -> None:
+    """p50 and p95 latency at each configured batch size, into `row` and the latency plot."""
+    for batch in cfg.latency.batch_sizes:
+        lat = measure_latency(model, x, batch, warmup=cfg.latency.warmup, repeats=cfg.latency.repeats, threads=cfg.latency.threads)
+        row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
+        row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
+        latency_rows.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]})
+
+
+def compressed_forms(root: Path, student, reference, metrics: dict, x, y, cfg, corrupted, ood_x, latency_rows: list) -> dict:
+    """The student as ONNX and as ONNX int8: parity with the float student (`reference` are its
+    logits), and the axes that need no gradients (quality, calibration, corruptions, OOD,
+    latency, size)."""
     export_onnx(student, x, root / layout.STUDENT_ONNX)
     quantize_int8(root / layout.STUDENT_ONNX, root / layout.STUDENT_INT8)
     rows = {}
@@ -58,11 +66,7 @@ def compressed_forms(root: Path, metrics: dict, x, y, cfg, corrupted, ood_x, lat
             "size_bytes": model.size_bytes,
             "macs": metrics["student"]["macs"],
         }
-        for batch in cfg.latency.batch_sizes:
-            lat = measure_latency(model, x, batch, warmup=cfg.latency.warmup, repeats=cfg.latency.repeats, threads=cfg.latency.threads)
-            row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
-            row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
-            latency_rows.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]})
+        add_latency(row, role, model, x, cfg, latency_rows)
         rows[role] = row
     return rows
 
@@ -100,6 +104,8 @@ def run(params: Params, root: Path) -> dict:
         model = load_model(root / path)
         logits = predict(model, x)
         teacher_logits = logits if role == "teacher" else teacher_logits
+        if role == "student":
+            float_student = (model, logits)
         temperature = fit_temperature(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y))
         row = {
             "accuracy": top1_accuracy(logits, y),
@@ -138,24 +144,11 @@ def run(params: Params, root: Path) -> dict:
             row["fidelity"] = fidelity(logits, teacher_logits)
         predicted = logits.argmax(-1).tolist()
         confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), predicted)]
-        for batch in cfg.latency.batch_sizes:
-            lat = measure_latency(
-                model,
-                x,
-                batch,
-                warmup=cfg.latency.warmup,
-                repeats=cfg.latency.repeats,
-                threads=cfg.latency.threads,
-            )
-            row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
-            row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
-            latency_rows.append(
-                {"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]}
-            )
+        add_latency(row, role, model, x, cfg, latency_rows)
         metrics[role] = row
         reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
 
-    metrics |= compressed_forms(root, metrics, x, y, cfg, corrupted, ood_x, latency_rows)
+    metrics |= compressed_forms(root, *float_student, metrics, x, y, cfg, corrupted, ood_x, latency_rows)
     metrics["seeds"] = seed_statistics(root, x, y)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
     for row in (student, control):  # robustness relative to the teacher
