@@ -35,18 +35,21 @@ class MinAccuracy:
 
 @dataclass(frozen=True)
 class BeatsControl:
-    """Distillation paid off: the student beats the control (same student without the teacher)."""
+    """Distillation paid off: the student beats the control (same student without the teacher).
+    With several seeds, the mean difference over seeds is judged, not one seed's luck."""
 
     min_gain: float
     name: str = "min_gain_over_control"
 
     def __call__(self, metrics: dict) -> Verdict:
-        gain = metrics["student"]["accuracy"] - metrics["control"]["accuracy"]
-        return Verdict(
-            self.name,
-            gain >= self.min_gain,
-            f"student - control accuracy {gain:+.4f} vs required {self.min_gain:+.4f}",
-        )
+        seeds = metrics.get("seeds") or {}
+        if seeds.get("count", 1) > 1:
+            gain = seeds["student_minus_control_mean"]
+            what = f"mean student - control accuracy over {seeds['count']} seeds {gain:+.4f}"
+        else:
+            gain = metrics["student"]["accuracy"] - metrics["control"]["accuracy"]
+            what = f"student - control accuracy {gain:+.4f}"
+        return Verdict(self.name, gain >= self.min_gain, f"{what} vs required {self.min_gain:+.4f}")
 
 
 def gates_from_config(cfg: GatesConfig) -> list:
