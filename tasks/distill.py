@@ -61,7 +61,9 @@ def _exit_with_parent() -> None:
     """In the control's process: end it when the stage process is gone (killed, crashed), so
     that no orphan keeps training and writing checkpoints beside a restarted stage."""
 
-    def watch(parent=parent_process()) -> None:
+    parent = parent_process()
+
+    def watch() -> None:
         while parent is not None and parent.is_alive():
             time.sleep(1.0)
         os._exit(1)
@@ -88,8 +90,8 @@ def run(params: Params, root: Path) -> dict:
     val = load_split(root / layout.SPLIT_FILES["val"])
     teacher = load_model(root / layout.TEACHER)
     shape, num_classes = train.sample_shape, int(train.y.max()) + 1
-    loss = DistillationLoss.from_config(cfg.losses)
-    use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not loss.hints
+    hints = any(term.name == "fitnets" for term in cfg.losses)  # they read the teacher's layers
+    use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
     logits = cached_logits(root, teacher, train) if use_cache else None
     console.print(f"distill: teacher {'from its logit cache' if use_cache else 'run live'}")
     inputs = [*layout.SPLIT_FILES.values(), layout.TEACHER]

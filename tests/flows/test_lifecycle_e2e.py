@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdflow.io import read_json
 from kdflow.registry import CHALLENGER, CHAMPION, Registry
 from tasks import layout
 from tests.conftest import TINY, make_project, write_params
