@@ -29,6 +29,11 @@ def detection(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, float]
 
 
 def permuted(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The default OOD set for signals: the test signals with their features shuffled (the
-    same permutation for all), same marginal values, no digit structure."""
-    return x[:, torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(seed))]
+    """The default OOD set: the test samples with their structure destroyed but their values
+    kept. Signals and tables get their features shuffled; images their pixel positions (each
+    channel alike). The same permutation for every sample."""
+    g = torch.Generator().manual_seed(seed)
+    if x.dim() == 4:
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h * w)[:, :, torch.randperm(h * w, generator=g)].reshape(n, c, h, w)
+    return x[:, torch.randperm(x.shape[1], generator=g)]

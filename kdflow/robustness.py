@@ -1,7 +1,10 @@
 """Robustness: accuracy under corruptions of growing severity, and under adversarial attacks.
 
-Corruptions for signals and tables ``[n, features]``, severity 1..5; each is deterministic for
-a seed, so every model is scored on exactly the same corrupted inputs.
+Corruptions at severity 1..5, chosen by the kind of data: for signals and tables
+``[n, features]`` Gaussian noise, shift, scaling and feature dropout; for images
+``[n, channels, height, width]`` Gaussian noise, Gaussian blur and contrast loss (after Hendrycks
+& Dietterich, 2019). Each is deterministic for a seed, so every model is scored on exactly the
+same corrupted inputs.
 """
 
 from __future__ import annotations
@@ -35,18 +38,56 @@ def feature_dropout(x: torch.Tensor, severity: int, g: torch.Generator) -> torch
     return x * (torch.rand(x.shape, generator=g) >= 0.1 * severity)
 
 
-CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]] = {
+def image_noise(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with a standard deviation of ``0.1 s`` times the images' own."""
+    return x + 0.1 * severity * x.std() * torch.randn(x.shape, generator=g)
+
+
+def blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
+    """Gaussian blur, sigma ``0.5 s`` pixels, each channel on its own, edges reflected."""
+    sigma = 0.5 * severity
+    radius = min(int(3 * sigma), (min(x.shape[-2:]) - 1))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    out = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def contrast(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
+    """Each image pulled towards its own mean: contrast scaled by ``1 - 0.15 s``."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return mean + (1 - 0.15 * severity) * (x - mean)
+
+
+Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+CORRUPTIONS: dict[str, Corruption] = {  # signals and tables, [n, features]
     "gaussian_noise": gaussian_noise,
     "shift": shift,
     "scaling": scaling,
     "feature_dropout": feature_dropout,
 }
+IMAGE_CORRUPTIONS: dict[str, Corruption] = {  # images, [n, channels, height, width]
+    "gaussian_noise": image_noise,
+    "blur": blur,
+    "contrast": contrast,
+}
+
+
+def corruptions_for(x: torch.Tensor) -> dict[str, Corruption]:
+    if x.dim() == 2:
+        return CORRUPTIONS
+    if x.dim() == 4:
+        return IMAGE_CORRUPTIONS
+    raise ValueError(f"no corruptions for inputs of shape {list(x.shape)}: expected [n, features] or [n, c, h, w]")
 
 
 def corrupted_sets(x: torch.Tensor, severities: int = 5, seed: int = 0) -> dict[tuple[str, int], torch.Tensor]:
-    """Every corruption at every severity, drawn once."""
+    """Every corruption for this kind of data at every severity, drawn once."""
     out = {}
-    for name, corrupt in CORRUPTIONS.items():
+    for name, corrupt in corruptions_for(x).items():
         for severity in range(1, severities + 1):
             out[name, severity] = corrupt(x, severity, torch.Generator().manual_seed(seed))
     return out

@@ -28,3 +28,13 @@ def test_permuted_keeps_values_and_is_fixed_for_a_seed():
     p = permuted(x)
     assert torch.equal(p, permuted(x)) and not torch.equal(p, x)
     assert torch.equal(p.sort(-1).values, x.sort(-1).values)
+
+
+def test_permuted_images_shuffle_pixel_positions_not_channels():
+    x = torch.randn(3, 2, 4, 5)
+    p = permuted(x)
+    assert p.shape == x.shape and not torch.equal(p, x)
+    flat, shuffled = x.reshape(3, 2, 20), p.reshape(3, 2, 20)
+    assert torch.equal(shuffled.sort(-1).values, flat.sort(-1).values)  # per channel, same pixels
+    order = [flat[0, 0].tolist().index(v) for v in shuffled[0, 0].tolist()]
+    assert [flat[1, 1].tolist().index(v) for v in shuffled[1, 1].tolist()] == order  # one permutation

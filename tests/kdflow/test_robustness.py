@@ -1,7 +1,11 @@
+import math
+
 import torch
 from torch import nn
 
-from kdflow.robustness import CORRUPTIONS, corrupted_sets, feature_dropout, fgsm, pgd, shift
+import pytest
+
+from kdflow.robustness import CORRUPTIONS, IMAGE_CORRUPTIONS, blur, contrast, corrupted_sets, feature_dropout, fgsm, pgd, shift
 
 
 def linear(w: list[list[float]]) -> nn.Linear:
@@ -44,3 +48,30 @@ def test_shift_and_dropout_by_hand():
     assert shifted.tolist()[0] in (torch.roll(x, 2, 1).tolist()[0], torch.roll(x, -2, 1).tolist()[0])
     dropped = feature_dropout(torch.ones(1000, 10), 3, torch.Generator().manual_seed(0))
     assert abs((dropped == 0).float().mean().item() - 0.3) < 0.03
+
+
+def test_images_get_image_corruptions_that_grow_with_severity():
+    x = torch.rand(20, 3, 12, 12)
+    sets = corrupted_sets(x, 5)
+    assert sets.keys() == {(name, s) for name in IMAGE_CORRUPTIONS for s in range(1, 6)}
+    for name in IMAGE_CORRUPTIONS:
+        assert sets[name, 1].shape == x.shape
+        distance = [(sets[name, s] - x).norm() for s in range(1, 6)]
+        assert distance == sorted(distance), name
+    with pytest.raises(ValueError, match=r"no corruptions for inputs of shape \[20, 12, 12\]"):
+        corrupted_sets(x[:, 0])
+
+
+def test_blur_and_contrast_by_hand():
+    g = torch.Generator()
+    flat = torch.full((1, 1, 7, 7), 3.0)
+    assert torch.allclose(blur(flat, 2, g), flat)  # a constant image stays constant
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[0, 0, 4, 4] = 1.0
+    blurred = blur(impulse, 1, g)  # sigma 0.5: the weights of [-1, 0, 1] are e^-2, 1, e^-2
+    w = torch.tensor([math.exp(-2.0), 1.0, math.exp(-2.0)])
+    w = w / w.sum()
+    assert torch.allclose(blurred[0, 0, 3:6, 3:6], torch.outer(w, w), atol=1e-6)
+    assert blurred.sum().item() == pytest.approx(1.0)
+    x = torch.tensor([[[[0.0, 2.0], [4.0, 6.0]]]])  # mean 3
+    assert torch.allclose(contrast(x, 2, g), torch.tensor([[[[0.9, 2.3], [3.7, 5.1]]]]))  # factor 0.7
