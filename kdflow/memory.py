@@ -1,0 +1,79 @@
+"""Peak memory of inference: how much a serving process grows to load a model and answer one batch.
+
+Each model is measured in a fresh child process forked from a server that has already imported
+torch and onnxruntime, so the figure is what serving this model adds to a process whose runtime
+is loaded: weights, input, activations, runtime arenas, and what the runtime sets up on first
+use (a few MiB, which dominates for very small models). The child notes its resident memory, resets the kernel's
+high-water mark (``/proc/self/clear_refs``), loads the model, runs the batch twice and reads the
+high-water mark back. That needs Linux; elsewhere the figure is reported as not measured (None).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def supported() -> bool:
+    return CLEAR_REFS.exists()
+
+
+def _status_kib(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1))
+
+
+def _probe(kind: str, path: str, sample_shape: list[int], batch_size: int, threads: int) -> float:
+    """In the child: MiB added to the peak resident set by loading `path` and running a batch."""
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.randn(batch_size, *sample_shape)
+    before = _status_kib("VmRSS")
+    CLEAR_REFS.write_text("5")  # high-water mark := current resident set
+    if kind == "onnx":
+        from kdflow.compress import OnnxModel
+
+        model = OnnxModel(path, threads=threads)
+    else:
+        from kdflow.models import load_model
+
+        model = load_model(path)
+    with torch.inference_mode():
+        for _ in range(2):
+            model(x)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+class PeakMemory:
+    """Measurements run one at a time in the background while the caller goes on; `result`
+    waits for one. Use as a context manager so the server stops with the caller."""
+
+    def __init__(self, sample_shape: list[int], batch_size: int, threads: int = 1):
+        self.sample_shape, self.batch_size, self.threads = list(sample_shape), batch_size, threads
+        self.pool = None
+        if supported():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["torch", "onnxruntime", "kdflow.models", "kdflow.compress"])
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
+
+    def submit(self, kind: str, path: str | Path) -> Future | None:
+        """`kind` is "torch" (a kdflow checkpoint or TorchScript) or "onnx"."""
+        if self.pool is None:
+            return None
+        return self.pool.submit(_probe, kind, str(path), self.sample_shape, self.batch_size, self.threads)
+
+    @staticmethod
+    def result(future: Future | None) -> float | None:
+        return None if future is None else round(future.result(), 3)
+
+    def __enter__(self) -> PeakMemory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
