@@ -222,13 +222,34 @@ class EvaluateConfig(_Strict):
     ece_bins: PositiveInt = 15
     latency: LatencyConfig = LatencyConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    # The price of an hour of the hardware that ran the latency figures (latency.threads
+    # threads): gives the cost of a million predictions at the largest batch size.
+    usd_per_hour: Annotated[float, Field(gt=0)] = 0.05
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 1000  # for the intervals vs the champion
+
+
+# The axes compared with the champion (kdflow.compare.AXES; tests/kdflow/test_config.py keeps
+# the two in step), each "higher is better" except ece, nll and brier.
+CHAMPION_AXES = (
+    "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc",
+)
+ChampionAxis = Literal[CHAMPION_AXES]  # type: ignore[valid-type]
+Unit = Annotated[float, Field(ge=0, le=1)]
 
 
 class GatesConfig(_Strict):
-    """Promotion gates: the challenger becomes champion only if every gate passes."""
+    """Promotion gates, judged on the distilled student's test metrics: the challenger becomes
+    champion only if every gate passes. A gate left out (or null) is off."""
 
-    min_student_accuracy: Annotated[float, Field(ge=0, le=1)] = 0.80
+    min_student_accuracy: Unit = 0.80
     min_gain_over_control: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    max_ece: Unit | None = None
+    # p95 latency ceiling in ms, per batch size (each must be one of evaluate.latency.batch_sizes)
+    max_p95_latency_ms: dict[PositiveInt, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    min_relative_robustness: Annotated[float, Field(ge=0)] | None = None  # corruption accuracy / teacher's
+    # Silent regressions: per axis, the largest tolerated worsening vs the champion. The gate fails
+    # only when the whole 95 % bootstrap interval of the difference is worse than this.
+    max_drop_vs_champion: dict[ChampionAxis, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
 
 
 class RegisterConfig(_Strict):
@@ -250,16 +271,28 @@ class Params(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="after")
+    def _latency_gates_are_measured(self) -> Params:
+        measured = set(self.evaluate.latency.batch_sizes)
+        missing = sorted(set(self.register_.gates.max_p95_latency_ms) - measured)
+        if missing:
+            raise ValueError(
+                f"register.gates.max_p95_latency_ms: batch size(s) {missing} are not measured; "
+                f"add them to evaluate.latency.batch_sizes (now {sorted(measured)})"
+            )
+        return self
+
 
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: {error.error_count()} invalid setting(s)"]
     for item in error.errors():
         key = ".".join(str(p).rstrip("_") for p in item["loc"]) or "<root>"
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        message = message.removeprefix("Value error, ")
         value = item.get("input")
         scalar = not isinstance(value, dict | list) and item["type"] != "extra_forbidden"
         shown = f" (got {value!r})" if scalar else ""
-        lines.append(f"  - {key}: {message}{shown}")
+        lines.append(f"  - {message}" if key == "<root>" else f"  - {key}: {message}{shown}")
     return "\n".join(lines)
 
 

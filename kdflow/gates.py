@@ -1,13 +1,15 @@
 """Promotion gates: small checks over evaluation metrics, each giving a verdict with its reason.
 
 A challenger becomes champion only when every gate passes; every verdict is recorded on the
-model version, so "why was this promoted (or not)?" has an answer in the registry.
+model version, so "why was this promoted (or not)?" has an answer in the registry. Each gate
+is set per axis in `register.gates` (params.yaml); a gate left out is off.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdflow.compare import worse_by
 from kdflow.config import GatesConfig
 
 
@@ -52,8 +54,88 @@ class BeatsControl:
         return Verdict(self.name, gain >= self.min_gain, f"{what} vs required {self.min_gain:+.4f}")
 
 
+@dataclass(frozen=True)
+class MaxECE:
+    """The student is calibrated: its expected calibration error is at most a ceiling."""
+
+    ceiling: float
+    name: str = "max_ece"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        ece = metrics["student"]["ece"]
+        return Verdict(self.name, ece <= self.ceiling, f"student ECE {ece:.4f} vs ceiling {self.ceiling:.4f}")
+
+
+@dataclass(frozen=True)
+class MaxP95Latency:
+    """The student answers fast enough: p95 latency at a batch size is at most a ceiling."""
+
+    batch_size: int
+    ceiling_ms: float
+
+    @property
+    def name(self) -> str:
+        return f"max_p95_latency_ms.b{self.batch_size}"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        p95 = metrics["student"][f"latency_b{self.batch_size}_p95_ms"]
+        threads = metrics.get("comparison", {}).get("latency_threads")
+        where = f" ({threads} thread(s))" if threads else ""
+        return Verdict(
+            self.name, p95 <= self.ceiling_ms,
+            f"student p95 latency at batch {self.batch_size} {p95:.3f} ms{where} vs ceiling {self.ceiling_ms:.3f} ms",
+        )
+
+
+@dataclass(frozen=True)
+class MinRelativeRobustness:
+    """The student keeps enough of the teacher's robustness: its mean corruption accuracy over
+    the teacher's is at least a floor."""
+
+    floor: float
+    name: str = "min_relative_robustness"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        ratio = metrics["student"]["relative_robustness"]
+        return Verdict(self.name, ratio >= self.floor, f"corruption accuracy {ratio:.3f} of the teacher's vs floor {self.floor:.3f}")
+
+
+@dataclass(frozen=True)
+class NoRegression:
+    """No silent regression on one axis: the student may be worse than the champion it is
+    judged against by at most `max_drop`, and it fails only when the whole bootstrap interval of
+    the difference says it is worse by more. Without a comparable champion there is nothing to
+    regress from, and the gate passes saying why."""
+
+    axis: str
+    max_drop: float
+
+    @property
+    def name(self) -> str:
+        return f"max_drop_vs_champion.{self.axis}"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        reference = metrics.get("vs_champion") or {"version": None, "reason": "no comparison was made"}
+        if "axes" not in reference:
+            return Verdict(self.name, True, f"no champion to compare with: {reference['reason']}")
+        entry = reference["axes"][self.axis]
+        drop, low, high = worse_by(entry)
+        return Verdict(
+            self.name, low <= self.max_drop,
+            f"{self.axis} {entry['candidate']:.4f} vs champion v{reference['version']} {entry['reference']:.4f}: "
+            f"worse by {drop:+.4f} (95% CI {low:+.4f} to {high:+.4f}) vs tolerated {self.max_drop:.4f}",
+        )
+
+
 def gates_from_config(cfg: GatesConfig) -> list:
-    return [MinAccuracy(cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
+    gates: list = [MinAccuracy(cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
+    if cfg.max_ece is not None:
+        gates.append(MaxECE(cfg.max_ece))
+    gates += [MaxP95Latency(batch, ms) for batch, ms in sorted(cfg.max_p95_latency_ms.items())]
+    if cfg.min_relative_robustness is not None:
+        gates.append(MinRelativeRobustness(cfg.min_relative_robustness))
+    gates += [NoRegression(axis, drop) for axis, drop in cfg.max_drop_vs_champion.items()]
+    return gates
 
 
 def check(metrics: dict, cfg: GatesConfig) -> list[Verdict]:

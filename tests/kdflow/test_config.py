@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from kdflow.config import ConfigError, load_params, parse_params
 from tests.conftest import REPO
@@ -62,5 +63,21 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_params_are_frozen():
     params = parse_params({"launch": {}})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         params.distill.seeds = [1]
+
+
+def test_gates_are_checked_against_what_is_measured():
+    with pytest.raises(ConfigError, match=r"max_p95_latency_ms: batch size\(s\) \[64\] are not measured; add them to evaluate.latency.batch_sizes"):
+        parse_params({"launch": {}, "register": {"gates": {"max_p95_latency_ms": {64: 1.0}}}})
+    with pytest.raises(ConfigError, match=r"max_drop_vs_champion.acc.\[key\]: Input should be 'accuracy'"):
+        parse_params({"launch": {}, "register": {"gates": {"max_drop_vs_champion": {"acc": 0.1}}}})
+    ok = parse_params({"launch": {}, "register": {"gates": {"max_p95_latency_ms": {256: 3.0}, "max_ece": 0.1}}})
+    assert ok.register_.gates.max_p95_latency_ms == {256: 3.0}
+
+
+def test_the_champion_axes_are_the_compared_axes():
+    from kdflow.compare import AXES
+    from kdflow.config import CHAMPION_AXES
+
+    assert set(CHAMPION_AXES) == set(AXES)
