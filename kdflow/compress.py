@@ -4,6 +4,7 @@ quantization of its linear layers, by onnxruntime's quantizer)."""
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -34,10 +35,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> No
 
 
 def quantize_int8(source: str | Path, path: str | Path) -> None:
+    """onnxruntime's recommended pre-processing (shape inference, graph optimisation), then
+    dynamic quantization: int8 weights, activations quantized on the fly."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with atomic_path(path) as tmp:
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
+        pre = Path(scratch) / "preprocessed.onnx"
+        quant_pre_process(str(source), str(pre))
+        quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8)
 
 
 class OnnxModel:
