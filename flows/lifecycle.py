@@ -18,10 +18,13 @@ from prefect.states import Failed, State
 
 from flows import summary
 
-STAGES = ("prepare", "validate", "teacher", "distill", "evaluate", "register")
-# Only the registry step talks to a service that can fail for a moment (a locked SQLite
+STAGES = ("prepare", "validate", "teacher", "distill", "champion", "evaluate", "register")
+# Only the registry steps talk to a service that can fail for a moment (a locked SQLite
 # database, a tracking server restarting); the others fail the same way twice.
-RETRIES = {"register": 2}
+RETRIES = {"champion": 2, "register": 2}
+# Stages that look at state outside DVC's view (the registry), so they run every time
+# (`always_changed` in dvc.yaml); DVC still skips what follows when their outputs are unchanged.
+ALWAYS_RUN = ("champion",)
 
 
 class StageFailed(RuntimeError):
@@ -70,13 +73,18 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
             return Failed(message=message)
         ran[stage] = state.result()
 
-    if not any(ran.values()):
-        logger.info("nothing changed: DVC skipped every stage")
+    if not any(r for s, r in ran.items() if s not in ALWAYS_RUN):
+        logger.info("nothing changed: the champion is the same and DVC skipped every other stage")
     report = summary.collect(Path(root))
     create_table_artifact(
         key="kdflow-comparison",
         table=summary.comparison_rows(report),
-        description="Teacher vs distilled student vs control (test split)",
+        description="Teacher, distilled student, control, champion and deployable forms (test split)",
+    )
+    create_table_artifact(
+        key="kdflow-gates",
+        table=summary.verdict_rows(report),
+        description="Promotion gates: the verdict of each on the registered version",
     )
     create_markdown_artifact(
         key="kdflow-summary",

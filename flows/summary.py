@@ -7,7 +7,8 @@ from pathlib import Path
 from kdflow.io import read_json
 from tasks import layout
 
-ROLES = ("teacher", "student", "control")
+# Every model and deployable form evaluate may score, in the order people read them.
+ROLES = ("teacher", "student", "control", "champion", "student_onnx", "student_int8")
 
 
 def collect(root: Path) -> dict:
@@ -21,18 +22,29 @@ def collect(root: Path) -> dict:
 def comparison_rows(report: dict) -> list[dict]:
     metrics = report["metrics"]
     rows = []
-    for role in ROLES:
+    for role in (r for r in ROLES if r in metrics):
         m = metrics[role]
         rows.append(
             {
                 "model": role,
                 "test_accuracy": round(m["accuracy"], 4),
                 "ece": round(m["ece"], 4),
+                "corruption_accuracy": round(m["corruption_accuracy"], 4) if "corruption_accuracy" in m else None,
+                "ood_auroc": round(m["ood"]["msp_auroc"], 4) if "ood" in m else None,
                 "parameters": m["parameters"],
                 "macs": m["macs"],
-                **{k: v for k, v in m.items() if k.startswith("latency_") and k.endswith("p50_ms")},
+                **{k: v for k, v in m.items() if k.startswith("latency_") and k.endswith(("p50_ms", "p95_ms"))},
             }
         )
+    return rows
+
+
+def verdict_rows(report: dict) -> list[dict]:
+    """One row per promotion gate: its name, pass or FAIL, and why."""
+    rows = []
+    for gate, verdict in report["registered"]["gates"].items():
+        outcome, _, detail = verdict.partition(": ")
+        rows.append({"gate": gate, "verdict": outcome, "detail": detail})
     return rows
 
 
@@ -42,6 +54,17 @@ def seed_note(seeds: dict | None) -> str:
     return (
         f" (over {seeds['count']} seeds: {seeds['student_minus_control_mean']:+.4f}"
         f" ± {seeds['student_minus_control_std']:.4f})."
+    )
+
+
+def champion_note(vs: dict | None) -> str:
+    if not vs or "axes" not in vs:
+        return f"No comparison with a champion: {vs['reason'] if vs else 'none was made'}."
+    worse = [axis for axis, e in vs["axes"].items() if e["significant"] == "worse"]
+    better = [axis for axis, e in vs["axes"].items() if e["significant"] == "better"]
+    return (
+        f"Against champion version {vs['version']} (95 % bootstrap intervals): significantly worse on "
+        f"{', '.join(worse) or 'no axis'}; significantly better on {', '.join(better) or 'no axis'}."
     )
 
 
@@ -68,6 +91,10 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         *(f"- gate `{name}`: {verdict}" for name, verdict in reg["gates"].items()),
         "",
         f"Champion: version {reg['champion']}" + (" (promoted by this run)" if reg["promoted"] else ""),
+        "",
+        champion_note(report["metrics"].get("vs_champion")),
+        "",
+        f"Full report: `{reg.get('report', 'reports/report.html')}` (also on the version's MLflow run).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ from kdflow.errors import KdflowError
 from kdflow.settings import ProjectNotFound, configure, find_root
 
 app = typer.Typer(help="Knowledge distillation as one reproducible lifecycle.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 errors = Console(stderr=True, soft_wrap=True)  # messages stay greppable, one line each
 
 
@@ -47,17 +47,20 @@ def _registry(root: Path):
 def run() -> None:
     """Run the whole lifecycle (Prefect flow); DVC skips every stage whose inputs are unchanged."""
     root = _project()
-    from flows.lifecycle import lifecycle
+    from flows.lifecycle import ALWAYS_RUN, lifecycle
 
     state = lifecycle(root=str(root), return_state=True)
     if not state.is_completed():
         _fail(f"lifecycle {state.name.lower()}: {state.message or 'see the log above'}")
     ran = state.result()
     done = [s for s, r in ran.items() if r]
-    if done:
+    if any(s not in ALWAYS_RUN for s in done):
         console.print(f"[green]lifecycle complete[/]: ran {', '.join(done)}; skipped {len(ran) - len(done)}")
     else:
-        console.print("[green]nothing changed[/]: DVC skipped every stage (outputs are up to date)")
+        console.print(
+            "[green]nothing changed[/]: the champion in the registry is the same, and DVC skipped every "
+            "other stage (outputs are up to date)"
+        )
 
 
 @app.command()

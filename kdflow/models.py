@@ -185,12 +185,14 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from its checkpoint in eval mode; return it with the checkpoint's meta."""
+    """Rebuild a model from its checkpoint in eval mode; return it with the checkpoint's meta
+    (plus its spec, input shape and number of classes)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec.model_validate(payload["spec"])
     model = build_model(spec, payload["input_shape"], payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
-    return model.eval(), {**payload["meta"], "spec": payload["spec"]}
+    shape = {"input_shape": payload["input_shape"], "num_classes": payload["num_classes"]}
+    return model.eval(), {**payload["meta"], "spec": payload["spec"], **shape}
 
 
 def _load_torchscript(path: str | Path) -> nn.Module:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -23,6 +26,13 @@ from kdflow.errors import KdflowError
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "kdflow.champion_history"
 FINGERPRINT_TAG = "kdflow.fingerprint"
+RUN_TAG = "kdflow.run_id"
+# The champion a version was compared with when it was judged ("" when there was none).
+JUDGED_AGAINST_TAG = "kdflow.judged_against"
+# The kdflow checkpoint of the student, logged beside the MLflow model, so that a later run
+# can load a past version with kdflow's own loader and score it on today's test data.
+CHECKPOINT_ARTIFACT = "checkpoint/student.pt"
+STUDENT_MD5_TAG = "lineage.student"
 
 
 class RegistryError(KdflowError):
@@ -93,6 +103,48 @@ class Registry:
             if v.tags.get(FINGERPRINT_TAG) == fingerprint:
                 return v
         return None
+
+    def reference_for(self, fingerprint: str) -> tuple[ModelVersion | None, str]:
+        """The version a candidate (identified by its artifacts' fingerprint) is judged against,
+        and why: the champion at the time it is first judged, and that same version ever after
+        (recorded on the candidate's version), so that promoting a candidate never makes it
+        its own reference."""
+        registered = self.find_fingerprint(fingerprint)
+        if registered is not None and JUDGED_AGAINST_TAG in registered.tags:
+            judged = registered.tags[JUDGED_AGAINST_TAG]
+            if not judged:
+                return None, f"these artifacts are version {registered.version}, judged when there was no champion"
+            return self.version(judged), f"these artifacts are version {registered.version}, judged against version {judged}"
+        champion = self.alias(CHAMPION)
+        if champion is None:
+            return None, "the registry has no champion yet"
+        if registered is not None and int(registered.version) == int(champion.version):
+            return None, f"these artifacts are the champion (version {champion.version})"
+        return champion, f"the current champion, version {champion.version}"
+
+    def download_checkpoint(self, version: ModelVersion, destination: Path) -> Path:
+        """The version's kdflow checkpoint, checked against the MD5 recorded at registration."""
+        from kdflow.io import atomic_path
+        from kdflow.lineage import file_md5
+
+        run_id = version.tags.get(RUN_TAG) or version.run_id
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                local = self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, dst_path=scratch)
+            except (MlflowException, OSError) as error:
+                raise RegistryError(
+                    f"model {self.name!r} version {version.version}: cannot fetch its kdflow checkpoint "
+                    f"({CHECKPOINT_ARTIFACT} of run {run_id}): {error}"
+                ) from None
+            expected = version.tags.get(STUDENT_MD5_TAG)
+            if expected and file_md5(local) != expected:
+                raise RegistryError(
+                    f"model {self.name!r} version {version.version}: its checkpoint's MD5 {file_md5(local)} "
+                    f"differs from the one recorded at registration ({expected})"
+                )
+            with atomic_path(destination) as tmp:
+                shutil.copyfile(local, tmp)
+        return destination
 
     def history(self) -> list[int]:
         """Versions that were champion, oldest first; the last one is the current champion."""

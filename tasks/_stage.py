@@ -49,6 +49,13 @@ def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def candidate_lineage(root: Path) -> dict[str, str]:
+    """The MD5 of every artifact the candidate is made of (see `layout.LINEAGE_FILES`)."""
+    from tasks import layout
+
+    return {name: file_md5(root / path) for name, path in layout.LINEAGE_FILES.items()}
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -1,4 +1,10 @@
-"""Stage `evaluate`: the only reader of the test split. Teacher, student and control, side by side.
+"""Stage `evaluate`: the only reader of the test split.
+
+Teacher, distilled student, control and the champion from the registry (when stage `champion`
+fetched one) are scored side by side on every axis: quality, calibration, robustness, OOD
+detection, fidelity to the teacher and efficiency; the student's deployable forms (ONNX, ONNX
+int8) on every axis that needs no gradients. Against the champion, each axis gets a paired
+bootstrap interval of the difference, so that `register`'s gates flag only real regressions.
 
 Writes `reports/metrics.json` (for `dvc metrics show/diff`) and plot data (for `dvc plots`).
 """
@@ -6,14 +12,19 @@ Writes `reports/metrics.json` (for `dvc metrics show/diff`) and plot data (for `
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from kdflow.config import Params
+from kdflow.compare import SampleResults, compare
 from kdflow.compress import OnnxModel, export_onnx, parity, quantize_int8
+from kdflow.config import EvaluateConfig, Params
 from kdflow.data import load_split
-from kdflow.io import write_json
+from kdflow.io import read_json, write_json
+from kdflow.lineage import file_md5
+from kdflow.memory import PeakMemory
 from kdflow.metrics import (
     brier_score,
     count_macs,
@@ -28,7 +39,7 @@ from kdflow.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.models import count_parameters, load_model
+from kdflow.models import count_parameters, load_checkpoint, load_model
 from kdflow.ood import detection, msp, neg_energy, permuted
 from kdflow.robustness import corrupted_sets, fgsm, pgd
 from kdflow.train import predict
@@ -36,39 +47,149 @@ from tasks import layout
 from tasks._stage import console, main, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
+FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
 
 
-def add_latency(row: dict, role: str, model, x: torch.Tensor, cfg, latency_rows: list) -> None:
-    """p50 and p95 latency at each configured batch size, into `row` and the latency plot."""
-    for batch in cfg.latency.batch_sizes:
-        lat = measure_latency(model, x, batch, warmup=cfg.latency.warmup, repeats=cfg.latency.repeats, threads=cfg.latency.threads)
+class ChampionMismatch(ValueError):
+    """models/champion/ does not hold what champion.json says: run stage `champion` again."""
+
+
+@dataclass
+class TestBench:
+    """The test data every model is scored on, drawn once, and the plot rows collected."""
+
+    cfg: EvaluateConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    val_x: torch.Tensor  # for temperature scaling only
+    val_y: torch.Tensor
+    corrupted: dict = field(init=False)
+    ood_x: torch.Tensor = field(init=False)
+    teacher_logits: torch.Tensor | None = None
+    reliability: list = field(default_factory=list)
+    latency: list = field(default_factory=list)
+    confusion: list = field(default_factory=list)
+    severity: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.corrupted = corrupted_sets(self.x, self.cfg.robustness.severities)
+        self.ood_x = permuted(self.x)
+
+    @property
+    def largest_batch(self) -> int:
+        return max(self.cfg.latency.batch_sizes)
+
+
+def efficiency(row: dict, role: str, model, bench: TestBench) -> None:
+    """Latency p50/p95 and throughput at each batch size; the cost of a million predictions at
+    the largest. Medians of repeated timed runs after warm-up, at `latency.threads` threads."""
+    lat_cfg = bench.cfg.latency
+    for batch in lat_cfg.batch_sizes:
+        lat = measure_latency(model, bench.x, batch, warmup=lat_cfg.warmup, repeats=lat_cfg.repeats, threads=lat_cfg.threads)
         row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
         row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
-        latency_rows.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "accuracy": row["accuracy"]})
+        row[f"throughput_b{batch}_per_s"] = round(batch / lat.p50_ms * 1000, 1)
+        bench.latency.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "accuracy": row["accuracy"]})
+    per_second = row[f"throughput_b{bench.largest_batch}_per_s"]
+    row["usd_per_million_predictions"] = bench.cfg.usd_per_hour / 3600 / per_second * 1e6
 
 
-def compressed_forms(root: Path, student, reference, metrics: dict, x, y, cfg, corrupted, ood_x, latency_rows: list) -> dict:
-    """The student as ONNX and as ONNX int8: parity with the float student (`reference` are its
-    logits), and the axes that need no gradients (quality, calibration, corruptions, OOD,
-    latency, size)."""
-    export_onnx(student, x, root / layout.STUDENT_ONNX)
-    quantize_int8(root / layout.STUDENT_ONNX, root / layout.STUDENT_INT8)
-    rows = {}
-    for role, path in (("student_onnx", layout.STUDENT_ONNX), ("student_int8", layout.STUDENT_INT8)):
-        model = OnnxModel(root / path, threads=cfg.latency.threads)
-        logits = predict(model, x)
-        row = {
-            "accuracy": top1_accuracy(logits, y),
-            "ece": expected_calibration_error(logits, y, cfg.ece_bins),
-            "parity": parity(reference, logits),
-            "corruption_accuracy": statistics.fmean(top1_accuracy(predict(model, xc), y) for xc in corrupted.values()),
-            "ood": {f"msp_{k}": v for k, v in detection(msp(logits), msp(predict(model, ood_x))).items()},
-            "size_bytes": model.size_bytes,
-            "macs": metrics["student"]["macs"],
-        }
-        add_latency(row, role, model, x, cfg, latency_rows)
-        rows[role] = row
-    return rows
+def robustness(row: dict, role: str, model, bench: TestBench) -> np.ndarray:
+    """Corruption accuracy (mean and per corruption and severity); returns, per test sample,
+    the fraction of its corrupted versions classified right."""
+    correct = torch.stack([predict(model, xc).argmax(-1) == bench.y for xc in bench.corrupted.values()])
+    per_set = {f"{name}_s{sev}": c.float().mean().item() for (name, sev), c in zip(bench.corrupted, correct)}
+    row["corruption_accuracy"] = correct.float().mean().item()
+    row["corruptions"] = per_set
+    for sev in range(1, bench.cfg.robustness.severities + 1):
+        accs = [v for k, v in per_set.items() if k.endswith(f"_s{sev}")]
+        bench.severity.append({"model": role, "severity": sev, "accuracy": statistics.fmean(accs)})
+    return correct.float().mean(0).numpy()
+
+
+def score(role: str, model, path: Path, bench: TestBench) -> tuple[dict, SampleResults]:
+    """Every axis for one PyTorch model."""
+    cfg, x, y = bench.cfg, bench.x, bench.y
+    logits = predict(model, x)
+    if role == "teacher":
+        bench.teacher_logits = logits
+    temperature = fit_temperature(predict(model, bench.val_x), bench.val_y)
+    row = {
+        "accuracy": top1_accuracy(logits, y),
+        "macro_f1": macro_f1(logits, y),
+        "recall": {str(c): r for c, r in enumerate(per_class_recall(logits, y))},
+        "ece": expected_calibration_error(logits, y, cfg.ece_bins),
+        "mce": max_calibration_error(logits, y, cfg.ece_bins),
+        "brier": brier_score(logits, y),
+        "nll": nll(logits, y),
+        "temperature": temperature,  # fitted on validation data
+        "ece_scaled": expected_calibration_error(logits / temperature, y, cfg.ece_bins),
+        "nll_scaled": nll(logits / temperature, y),
+        "parameters": count_parameters(model),
+        "macs": count_macs(model, x),
+        "size_bytes": path.stat().st_size,
+    }
+    corruption_correct = robustness(row, role, model, bench)
+    rob = cfg.robustness
+    pgd_pred = predict(model, pgd(model, x, y, rob.pgd_eps, rob.pgd_steps)).argmax(-1)
+    row["adversarial"] = {
+        **{f"fgsm_{eps}": top1_accuracy(predict(model, fgsm(model, x, y, eps)), y) for eps in rob.fgsm_eps},
+        f"pgd_{rob.pgd_eps}": (pgd_pred == y).float().mean().item(),
+    }
+    ood_logits = predict(model, bench.ood_x)
+    row["ood"] = {
+        f"{name}_{k}": v
+        for name, fn in (("msp", msp), ("energy", neg_energy))
+        for k, v in detection(fn(logits), fn(ood_logits)).items()
+    }
+    if role != "teacher":
+        row["fidelity"] = fidelity(logits, bench.teacher_logits)
+    bench.confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), logits.argmax(-1).tolist())]
+    bench.reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
+    efficiency(row, role, model, bench)
+    samples = SampleResults(logits.numpy(), corruption_correct, (pgd_pred == y).numpy(), ood_logits.numpy())
+    return row, samples
+
+
+def score_form(role: str, path: Path, reference: torch.Tensor, student_row: dict, bench: TestBench) -> dict:
+    """A deployable form of the student: parity with the float student (`reference` are its
+    logits) and the axes that need no gradients."""
+    model = OnnxModel(path, threads=bench.cfg.latency.threads)
+    logits = predict(model, bench.x)
+    row = {
+        "accuracy": top1_accuracy(logits, bench.y),
+        "macro_f1": macro_f1(logits, bench.y),
+        "ece": expected_calibration_error(logits, bench.y, bench.cfg.ece_bins),
+        "nll": nll(logits, bench.y),
+        "parity": parity(reference, logits),
+        "ood": {f"msp_{k}": v for k, v in detection(msp(logits), msp(predict(model, bench.ood_x))).items()},
+        "fidelity": fidelity(logits, bench.teacher_logits),
+        "size_bytes": model.size_bytes,
+        "parameters": student_row["parameters"],
+        "macs": student_row["macs"],
+    }
+    robustness(row, role, model, bench)
+    efficiency(row, role, model, bench)
+    return row
+
+
+def load_champion(root: Path, x: torch.Tensor, num_classes: int) -> tuple[torch.nn.Module | None, dict]:
+    """The reference model fetched by stage `champion`, if there is one and it takes this data."""
+    info = read_json(root / layout.CHAMPION_INFO)
+    if info["version"] is None:
+        return None, {"version": None, "reason": "there was no champion when this candidate was first judged"}
+    path = root / layout.CHAMPION_MODEL
+    if not path.exists() or file_md5(path) != info["student_md5"]:
+        raise ChampionMismatch(f"{layout.CHAMPION_MODEL} is missing or not version {info['version']}'s checkpoint; run stage 'champion' again")
+    model, meta = load_checkpoint(path)
+    shape, classes = meta["input_shape"], meta["num_classes"]
+    if list(shape) != list(x.shape[1:]) or classes != num_classes:
+        reason = (
+            f"version {info['version']} takes inputs {shape} with {classes} classes; the test data has "
+            f"{list(x.shape[1:])} with {num_classes}: not comparable"
+        )
+        return None, {"version": info["version"], "reason": reason}
+    return model, {"version": info["version"], "reason": f"the champion when this candidate was first judged, version {info['version']}"}
 
 
 def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -90,91 +211,57 @@ def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
-    test = load_split(root / layout.SPLIT_FILES["test"])
-    val = load_split(root / layout.SPLIT_FILES["val"])  # for temperature scaling only
-    x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
+    test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
+    bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y))
+    models = {role: (load_model(root / path), root / path) for role, path in ROLES.items()}
+    num_classes = predict(models["teacher"][0], bench.x[:1]).shape[-1]
+    champion, champion_info = load_champion(root, bench.x, num_classes)
+    if champion is not None:
+        models["champion"] = (champion, root / layout.CHAMPION_MODEL)
 
     metrics: dict[str, dict] = {}
-    reliability, latency_rows, confusion, severity_rows = [], [], [], []
-    rob = cfg.robustness
-    corrupted = corrupted_sets(x, rob.severities)
-    ood_x = permuted(x)
-    teacher_logits = None
-    for role, path in ROLES.items():
-        model = load_model(root / path)
-        logits = predict(model, x)
-        teacher_logits = logits if role == "teacher" else teacher_logits
-        if role == "student":
-            float_student = (model, logits)
-        temperature = fit_temperature(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y))
-        row = {
-            "accuracy": top1_accuracy(logits, y),
-            "macro_f1": macro_f1(logits, y),
-            "recall": {str(c): r for c, r in enumerate(per_class_recall(logits, y))},
-            "ece": expected_calibration_error(logits, y, cfg.ece_bins),
-            "mce": max_calibration_error(logits, y, cfg.ece_bins),
-            "brier": brier_score(logits, y),
-            "nll": nll(logits, y),
-            "temperature": temperature,  # fitted on validation data
-            "ece_scaled": expected_calibration_error(logits / temperature, y, cfg.ece_bins),
-            "nll_scaled": nll(logits / temperature, y),
-            "parameters": count_parameters(model),
-            "macs": count_macs(model, x),
-            "size_bytes": (root / path).stat().st_size,
-        }
-        corruption_acc = {f"{name}_s{sev}": top1_accuracy(predict(model, xc), y) for (name, sev), xc in corrupted.items()}
-        row["corruption_accuracy"] = statistics.fmean(corruption_acc.values())
-        row["corruptions"] = corruption_acc
-        severity_rows += [
-            {"model": role, "severity": sev,
-             "accuracy": statistics.fmean(v for k, v in corruption_acc.items() if k.endswith(f"_s{sev}"))}
-            for sev in range(1, rob.severities + 1)
-        ]
-        row["adversarial"] = {
-            **{f"fgsm_{eps}": top1_accuracy(predict(model, fgsm(model, x, y, eps)), y) for eps in rob.fgsm_eps},
-            f"pgd_{rob.pgd_eps}": top1_accuracy(predict(model, pgd(model, x, y, rob.pgd_eps, rob.pgd_steps)), y),
-        }
-        ood_logits = predict(model, ood_x)
-        row["ood"] = {
-            f"{score}_{k}": v
-            for score, fn in (("msp", msp), ("energy", neg_energy))
-            for k, v in detection(fn(logits), fn(ood_logits)).items()
-        }
-        if role != "teacher":
-            row["fidelity"] = fidelity(logits, teacher_logits)
-        predicted = logits.argmax(-1).tolist()
-        confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), predicted)]
-        add_latency(row, role, model, x, cfg, latency_rows)
-        metrics[role] = row
-        reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
+    samples: dict[str, SampleResults] = {}
+    with PeakMemory(test.sample_shape, bench.largest_batch, cfg.latency.threads) as memory:
+        peaks = {role: memory.submit("torch", path) for role, (_, path) in models.items()}
+        for role, (model, path) in models.items():  # the teacher first: fidelity needs its logits
+            metrics[role], samples[role] = score(role, model, path, bench)
+        export_onnx(models["student"][0], bench.x, root / layout.STUDENT_ONNX)
+        quantize_int8(root / layout.STUDENT_ONNX, root / layout.STUDENT_INT8)
+        peaks |= {role: memory.submit("onnx", root / path) for role, path in FORMS.items()}
+        reference = torch.from_numpy(samples["student"].logits)
+        for role, path in FORMS.items():
+            metrics[role] = score_form(role, root / path, reference, metrics["student"], bench)
+        for role, future in peaks.items():
+            metrics[role][f"peak_memory_mb_b{bench.largest_batch}"] = memory.result(future)
 
-    metrics |= compressed_forms(root, *float_student, metrics, x, y, cfg, corrupted, ood_x, latency_rows)
-    metrics["seeds"] = seed_statistics(root, x, y)
+    metrics["seeds"] = seed_statistics(root, bench.x, bench.y)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
-    for row in (student, control):  # robustness relative to the teacher
-        row["relative_robustness"] = row["corruption_accuracy"] / teacher["corruption_accuracy"]
+    for role in metrics.keys() - {"teacher", "seeds"}:  # robustness relative to the teacher
+        metrics[role]["relative_robustness"] = metrics[role]["corruption_accuracy"] / teacher["corruption_accuracy"]
+    metrics["vs_champion"] = champion_info
+    if champion is not None:
+        metrics["vs_champion"]["resamples"] = cfg.bootstrap_resamples
+        metrics["vs_champion"]["axes"] = compare(
+            samples["student"], samples["champion"], test.y, bins=cfg.ece_bins, resamples=cfg.bootstrap_resamples
+        )
     metrics["comparison"] = {
         "student_minus_control_accuracy": student["accuracy"] - control["accuracy"],
         "student_minus_control_accuracy_mean": metrics["seeds"]["student_minus_control_mean"],
         "teacher_minus_student_accuracy": teacher["accuracy"] - student["accuracy"],
         "teacher_to_student_macs": teacher["macs"] / student["macs"],
         **{
-            f"student_to_teacher_latency_b{b}": student[f"latency_b{b}_p50_ms"]
-            / teacher[f"latency_b{b}_p50_ms"]
+            f"student_to_teacher_latency_b{b}": student[f"latency_b{b}_p50_ms"] / teacher[f"latency_b{b}_p50_ms"]
             for b in cfg.latency.batch_sizes
         },
         "latency_threads": cfg.latency.threads,
         "test_rows": len(test),
     }
     write_json(metrics, root / layout.METRICS)
-    write_csv(reliability, root / layout.RELIABILITY)
-    write_csv(latency_rows, root / layout.LATENCY)
-    write_csv(confusion, root / layout.CONFUSION)
-    write_csv(severity_rows, root / layout.SEVERITY)
-    console.print(
-        "evaluate: test accuracy "
-        + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in ROLES)
-    )
+    write_csv(bench.reliability, root / layout.RELIABILITY)
+    write_csv(bench.latency, root / layout.LATENCY)
+    write_csv(bench.confusion, root / layout.CONFUSION)
+    write_csv(bench.severity, root / layout.SEVERITY)
+    console.print("evaluate: test accuracy " + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in models))
     return metrics
 
 

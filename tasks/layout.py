@@ -25,7 +25,25 @@ LATENCY = Path("reports/plots/latency.csv")
 CONFUSION = Path("reports/plots/confusion.csv")  # one row per test sample and model
 SEVERITY = Path("reports/plots/corruption_severity.csv")
 
+# The model the candidate is judged against, fetched from the registry by stage `champion`:
+# champion.json always, student.pt when there is one.
+CHAMPION_DIR = Path("models/champion")
+CHAMPION_INFO = CHAMPION_DIR / "champion.json"
+CHAMPION_MODEL = CHAMPION_DIR / "student.pt"
+
 REGISTERED = Path("reports/registered.json")
+REPORT = Path("reports/report.html")  # the self-contained report people read
+
+# The artifacts a candidate is made of: their MD5s are its lineage, and their fingerprint
+# identifies it in the registry.
+LINEAGE_FILES = {
+    "data.train": SPLIT_FILES["train"],
+    "data.val": SPLIT_FILES["val"],
+    "data.test": SPLIT_FILES["test"],
+    "teacher": TEACHER,
+    "student": STUDENT,
+    "control": CONTROL,
+}
 
 TEACHER_LOGITS = Path("models/teacher_logits.pt")  # the teacher-logit cache (see tasks/teacher.py)
 STUDENTS = Path("models/seeds")  # one student and one control per seed in distill.seeds

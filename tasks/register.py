@@ -16,21 +16,13 @@ import torch
 from kdflow.config import Params
 from kdflow.data import load_split
 from kdflow.gates import check
-from kdflow.io import read_json, write_json
-from kdflow.lineage import file_md5, fingerprint, git_state
+from kdflow.io import atomic_path, read_json, write_json
+from kdflow.lineage import fingerprint, git_state
 from kdflow.models import load_checkpoint
-from kdflow.registry import CHAMPION, FINGERPRINT_TAG, Registry
+from kdflow.registry import CHAMPION, CHECKPOINT_ARTIFACT, FINGERPRINT_TAG, JUDGED_AGAINST_TAG, RUN_TAG, Registry
 from tasks import layout
-from tasks._stage import console, main
+from tasks._stage import candidate_lineage, console, main
 
-LINEAGE_FILES = {
-    "data.train": layout.SPLIT_FILES["train"],
-    "data.val": layout.SPLIT_FILES["val"],
-    "data.test": layout.SPLIT_FILES["test"],
-    "teacher": layout.TEACHER,
-    "student": layout.STUDENT,
-    "control": layout.CONTROL,
-}
 REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS)
 
 
@@ -45,12 +37,10 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str], fp: str) -> str:
+def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str], fp: str, judged_against: str) -> str:
     """Create the MLflow run and the new model version; return the version number."""
     import mlflow
     from mlflow.models import infer_signature
-
-    from kdflow import plots
 
     cfg = params.register_
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
@@ -69,14 +59,13 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
     run_name = f"kdflow-{lineage['git_commit'][:8]}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.log_params(flatten(params.model_dump(by_alias=True)))
-        numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float)}
+        numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics(numeric)
         mlflow.set_tags({f"lineage.{k}": v for k, v in lineage.items()} | {FINGERPRINT_TAG: fp})
         for report in REPORTS:
             mlflow.log_artifact(str(root / report), artifact_path="reports")
+        mlflow.log_artifact(str(root / layout.STUDENT), artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
         mlflow.log_artifacts(str(root / layout.DISTILL_HISTORY.parent), artifact_path="plots")
-        for name, figure in plots.figures(root / layout.DISTILL_HISTORY, root / layout.RELIABILITY):
-            mlflow.log_figure(figure, f"plots/{name}.png")
         info = mlflow.pytorch.log_model(
             student,
             name="student",
@@ -89,7 +78,7 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
             info.model_uri,
             cfg.model_name,
             tags={f"lineage.{k}": v for k, v in lineage.items()}
-            | {FINGERPRINT_TAG: fp, "kdflow.run_id": run.info.run_id},
+            | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against},
         )
     return version.version
 
@@ -103,7 +92,7 @@ def _artifact_location(experiment: str) -> str | None:
 def run(params: Params, root: Path) -> dict:
     cfg = params.register_
     metrics = read_json(root / layout.METRICS)
-    lineage = {name: file_md5(root / path) for name, path in LINEAGE_FILES.items()}
+    lineage = candidate_lineage(root)
     fp = fingerprint(lineage)
     lineage |= git_state(root)
     verdicts = check(metrics, cfg.gates)
@@ -117,7 +106,8 @@ def run(params: Params, root: Path) -> dict:
         if "kdflow.challenger_at" not in existing.tags:  # a retried run that died before this
             registry.set_challenger(version)
     else:
-        version, created = _log_run(params, root, metrics, lineage, fp), True
+        judged_against = str(metrics["vs_champion"]["version"] or "")
+        version, created = _log_run(params, root, metrics, lineage, fp, judged_against), True
         registry.set_challenger(version)
         console.print(f"register: new version {version} of {cfg.model_name!r}, alias 'challenger'")
 
@@ -152,9 +142,32 @@ def run(params: Params, root: Path) -> dict:
         "promoted": promoted,
         "champion": int(champion.version) if champion else None,
         "fingerprint": fp,
+        "report": str(layout.REPORT),
     }
+    publish_report(root, registry, version, metrics, verdicts, summary, lineage)
     write_json(summary, root / layout.REGISTERED)
     return summary
+
+
+def publish_report(root: Path, registry: Registry, version, metrics, verdicts, summary, lineage) -> None:
+    """Draw the plots, write the HTML report and log both to the version's MLflow run (again
+    when the version is judged again, so the run always holds the latest verdicts)."""
+    from kdflow import plots, report
+
+    run_id = registry.version(version).tags[RUN_TAG]
+    sources = {
+        "history": root / layout.DISTILL_HISTORY, "reliability": root / layout.RELIABILITY,
+        "latency": root / layout.LATENCY, "severity": root / layout.SEVERITY, "confusion": root / layout.CONFUSION,
+    }
+    svgs = {}
+    for name, figure in plots.figures(sources):
+        registry.client.log_figure(run_id, figure, f"plots/{name}.png")
+        svgs[name] = plots.svg(figure)
+    html = report.render(metrics=metrics, verdicts=verdicts, registration=summary, lineage=lineage, figures=svgs)
+    with atomic_path(root / layout.REPORT) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
+    console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")
 
 
 if __name__ == "__main__":

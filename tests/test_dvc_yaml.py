@@ -19,7 +19,8 @@ def test_every_layout_output_is_declared_by_its_stage():
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
         "evaluate": {str(layout.STUDENT_ONNX), str(layout.STUDENT_INT8), str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY), str(layout.CONFUSION), str(layout.SEVERITY)},
-        "register": {str(layout.REGISTERED)},
+        "champion": {str(layout.CHAMPION_DIR)},
+        "register": {str(layout.REGISTERED), str(layout.REPORT)},
     }
     for stage, expected in outputs.items():
         declared = paths(stage, "outs") | paths(stage, "metrics") | paths(stage, "plots")
@@ -30,4 +31,5 @@ def test_each_stage_runs_its_module_and_depends_on_it():
     for stage, spec in STAGES.items():
         assert spec["cmd"].endswith(f"-m tasks.{stage}")
         assert f"tasks/{stage}.py" in paths(stage, "deps")
-        assert stage in paths(stage, "params")
+        section = {"champion": "register.model_name"}.get(stage, stage)  # which model to look up
+        assert section in paths(stage, "params")

@@ -53,7 +53,7 @@ def registry(root: Path) -> Registry:
 
 def test_first_run_registers_and_promotes(root):
     out = ok(kdflow(root, "run"))
-    assert "lifecycle complete" in out and "ran prepare, validate, teacher, distill, evaluate, register" in out
+    assert "lifecycle complete" in out and "ran prepare, validate, teacher, distill, champion, evaluate, register" in out
     reg = registry(root)
     assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 1
     version = reg.version(1)
@@ -64,7 +64,12 @@ def test_first_run_registers_and_promotes(root):
     # The flow published its comparison table and summary to Prefect (its local database).
     with sqlite3.connect(root / ".prefect" / "prefect.db") as db:
         artifacts = dict(db.execute("select key, type from artifact"))
-    assert artifacts == {"kdflow-comparison": "table", "kdflow-summary": "markdown"}
+    assert artifacts == {"kdflow-comparison": "table", "kdflow-gates": "table", "kdflow-summary": "markdown"}
+    # The report is on disk and on the version's MLflow run, with the plots.
+    assert "passed every gate and is now the champion" in (root / layout.REPORT).read_text()
+    run = registry(root).client.get_run(version.tags["kdflow.run_id"])
+    logged = {a.path for a in registry(root).client.list_artifacts(run.info.run_id, "reports")}
+    assert "reports/report.html" in logged
 
 
 def test_champion_loads_from_the_registry_by_alias(root, monkeypatch):
@@ -83,15 +88,21 @@ def test_second_run_skips_every_stage(root):
     assert "nothing changed" in out
     assert (root / "dvc.lock").read_text() == lock
     assert len(registry(root).versions()) == 1
-    # The other door agrees: `dvc repro` finds nothing to do either.
-    repro = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, capture_output=True, text=True)
-    assert repro.returncode == 0 and "Data and pipelines are up to date" in repro.stdout
+    # The other door agrees: `dvc repro` looks the champion up again (it always does) and finds
+    # nothing else to do.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # as in an activated venv
+    repro = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, capture_output=True, text=True, env=env)
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    assert "Running stage 'champion'" in repro.stdout
+    for stage in ("evaluate", "register"):
+        assert f"Stage '{stage}' didn't change, skipping" in repro.stdout
+    assert (root / "dvc.lock").read_text() == lock
 
 
 def test_changing_one_param_reruns_only_downstream_stages(root):
     write_params(root, with_params(distill={**TINY["distill"], "losses": [{"name": "hinton", "temperature": 2.0}]}))
     out = ok(kdflow(root, "run"))
-    assert "ran distill, evaluate, register; skipped 3" in out
+    assert "ran distill, champion, evaluate, register; skipped 3" in out
     reg = registry(root)
     assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 2
 

@@ -1,4 +1,4 @@
-from flows.summary import comparison_rows, failure_markdown, markdown
+from flows.summary import comparison_rows, failure_markdown, markdown, verdict_rows
 
 
 def report(seeds: int = 1) -> dict:
@@ -8,8 +8,10 @@ def report(seeds: int = 1) -> dict:
             "teacher": role(0.98), "student": role(0.9), "control": role(0.8),
             "comparison": {"student_minus_control_accuracy": 0.1},
             "seeds": {"count": seeds, "student_minus_control_mean": 0.09, "student_minus_control_std": 0.01},
+            "vs_champion": {"version": 2, "reason": "the current champion, version 2", "axes": {
+                "accuracy": {"significant": "worse"}, "ece": {"significant": "no"}, "nll": {"significant": "better"}}},
         },
-        "registered": {"model_name": "m", "version": 3, "gates": {"floor": "pass: ok"}, "champion": 3, "promoted": True},
+        "registered": {"model_name": "m", "version": 3, "gates": {"floor": "pass: ok", "drop": "FAIL: worse: by 0.1"}, "champion": 3, "promoted": True},
     }
 
 
@@ -29,3 +31,15 @@ def test_markdown_names_stages_gain_gates_and_champion():
 def test_failure_summary_says_the_registry_was_not_touched():
     text = failure_markdown("validate", {"prepare": True})
     assert "Stage **validate** failed" in text and "registry was not changed" in text
+
+
+def test_verdicts_table_and_champion_note():
+    assert verdict_rows(report()) == [
+        {"gate": "floor", "verdict": "pass", "detail": "ok"},
+        {"gate": "drop", "verdict": "FAIL", "detail": "worse: by 0.1"},
+    ]
+    text = markdown(report(), {"register": True})
+    assert "Against champion version 2" in text and "worse on accuracy; significantly better on nll" in text
+    no_champion = report()
+    no_champion["metrics"]["vs_champion"] = {"version": None, "reason": "the registry has no champion yet"}
+    assert "No comparison with a champion: the registry has no champion yet." in markdown(no_champion, {})

@@ -40,6 +40,7 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
     x = torch.randn(2, 40)
     assert torch.equal(back(x), model(x))
     assert meta["val_accuracy"] == 0.5 and meta["spec"]["name"] == "cnn1d"
+    assert meta["input_shape"] == [40] and meta["num_classes"] == 10
 
 
 def test_checkpoint_with_code_is_refused(tmp_path):

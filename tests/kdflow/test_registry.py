@@ -74,3 +74,52 @@ def test_rollback_after_a_promotion_that_died_half_way(registry):
     demoted, restored = registry.rollback("undo 2")
     assert (demoted.version, restored.version) == (2, 1)
     assert registry.history() == [1]
+
+
+def test_the_reference_is_the_champion_a_candidate_was_first_judged_against(registry):
+    from kdflow.registry import FINGERPRINT_TAG, JUDGED_AGAINST_TAG
+
+    assert registry.reference_for("new") == (None, "the registry has no champion yet")
+    registry.promote(1, reason="first")
+    version, why = registry.reference_for("new")
+    assert version.version == 1 and why == "the current champion, version 1"
+    # Version 2 was judged against 1, then promoted: it stays judged against 1.
+    registry.tag(2, {FINGERPRINT_TAG: "fp2", JUDGED_AGAINST_TAG: "1"})
+    registry.promote(2, reason="better")
+    version, why = registry.reference_for("fp2")
+    assert version.version == 1 and "judged against version 1" in why
+    # Judged when there was no champion: nothing to compare with, ever.
+    registry.tag(3, {FINGERPRINT_TAG: "fp3", JUDGED_AGAINST_TAG: ""})
+    assert registry.reference_for("fp3")[0] is None
+    # Registered without a judgement (it died before) and now the champion: not its own reference.
+    registry.tag(1, {FINGERPRINT_TAG: "fp1"})
+    registry.promote(1, reason="back")
+    assert registry.reference_for("fp1") == (None, "these artifacts are the champion (version 1)")
+
+
+def test_a_checkpoint_that_is_not_the_registered_one_is_refused(tmp_path, monkeypatch):
+    import mlflow
+
+    from kdflow.lineage import file_md5
+    from kdflow.registry import CHECKPOINT_ARTIFACT, RUN_TAG, STUDENT_MD5_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the default experiment keeps its artifacts under ./mlruns
+    checkpoint = tmp_path / "student.pt"
+    checkpoint.write_bytes(b"weights")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
+    reg = Registry("m", tracking_uri=uri)
+    reg.client.create_registered_model("m")
+    reg.client.create_model_version("m", source=str(tmp_path), run_id=run.info.run_id,
+                                    tags={RUN_TAG: run.info.run_id, STUDENT_MD5_TAG: file_md5(checkpoint)})
+    fetched = reg.download_checkpoint(reg.version(1), tmp_path / "out" / "student.pt")
+    assert fetched.read_bytes() == b"weights"
+    reg.tag(1, {STUDENT_MD5_TAG: "0" * 32})
+    with pytest.raises(RegistryError, match="differs from the one recorded at registration"):
+        reg.download_checkpoint(reg.version(1), tmp_path / "again.pt")
+    assert not (tmp_path / "again.pt").exists()
+    reg.tag(1, {RUN_TAG: "no-such-run"})
+    with pytest.raises(RegistryError, match=f"cannot fetch its kdflow checkpoint \\({CHECKPOINT_ARTIFACT}"):
+        reg.download_checkpoint(reg.version(1), tmp_path / "again.pt")

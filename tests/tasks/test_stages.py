@@ -9,7 +9,7 @@ from kdflow.data import Split, load_split, save_split
 from kdflow.io import read_json
 from kdflow.lineage import file_md5
 from kdflow.registry import CHALLENGER, CHAMPION, Registry
-from tasks import distill, evaluate, layout, prepare, register, teacher, validate
+from tasks import champion, distill, evaluate, layout, prepare, register, teacher, validate
 from tasks.validate import ValidationFailed
 
 
@@ -66,8 +66,9 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert {"student_val_accuracy", "control_val_accuracy"} <= set(d) and not d["teacher_cache"]
     assert (prepared / layout.DISTILL_HISTORY).read_text().startswith("epoch,student_val_accuracy")
 
+    assert champion.run(tiny_params, prepared)["reason"] == "the registry has no champion yet"
     metrics = evaluate.run(tiny_params, prepared)
-    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds"}
+    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds", "vs_champion"}
     assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-4
     assert metrics["student_int8"]["parity"]["agreement"] > 0.9
     assert metrics["student_int8"]["size_bytes"] < metrics["student_onnx"]["size_bytes"]
@@ -119,6 +120,7 @@ def test_seeds_give_error_bars_and_the_cache_replaces_the_teacher(trained, tiny_
     assert metrics["teacher_cache"] and metrics["seeds"] == 2
     assert sorted(p.name for p in (trained / layout.STUDENTS).iterdir()) == [
         "control_seed3.pt", "control_seed4.pt", "student_seed3.pt", "student_seed4.pt"]
+    champion.run(params, trained)
     seeds = evaluate.run(params, trained)["seeds"]
     assert seeds["count"] == 2 and seeds["student_accuracy_std"] >= 0
     assert seeds["student_minus_control_mean"] == pytest.approx(seeds["student_accuracy_mean"] - seeds["control_accuracy_mean"])
@@ -151,3 +153,60 @@ def test_imported_teacher(trained, tiny_params):
     metrics = teacher.run(params, trained)
     assert metrics["imported_from"] == "teacher_import/elsewhere.pt"
     assert metrics["val_accuracy"] == pytest.approx(trained_metrics["val_accuracy"])
+
+
+def distill_and_judge(params, root) -> dict:
+    distill.run(params, root)
+    champion.run(params, root)
+    evaluate.run(params, root)
+    return register.run(params, root)
+
+
+@pytest.fixture
+def judged(project, tiny_params):
+    """A project whose student is the champion, version 1, under gates against regressions in
+    accuracy and NLL. Bigger than the other tiny projects (600 test rows) so that a real
+    regression is a clear one; the student learns from the labels, as the gates are the point."""
+    gates = {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0,
+             "max_drop_vs_champion": {"accuracy": 0.0, "nll": 0.0}}
+    train = tiny_params.distill.train.model_dump(exclude={"seed"}) | {"epochs": 40, "augment": {}}
+    params = with_changes(
+        tiny_params,
+        prepare={"num_samples": 3000},
+        distill={"train": train, "losses": [{"name": "ce"}], "student": {"name": "mlp", "kwargs": {"hidden": [128]}}},
+        register={"gates": gates},
+    )
+    prepare.run(params, project)
+    validate.run(params, project)
+    teacher.run(params, project)
+    first = distill_and_judge(params, project)
+    assert first["promoted"] and first["version"] == 1
+    return params
+
+
+def test_a_worse_student_is_caught_by_the_gates_and_not_promoted(judged, project):
+    train = judged.distill.train.model_dump(exclude={"seed"}) | {"epochs": 1}  # deliberately worse
+    worse = with_changes(judged, distill={"train": train})
+    result = distill_and_judge(worse, project)
+    metrics = read_json(project / layout.METRICS)
+    accuracy = metrics["vs_champion"]["axes"]["accuracy"]
+    assert metrics["vs_champion"]["version"] == 1 and accuracy["significant"] == "worse"
+    assert result["version"] == 2 and not result["gates_passed"] and not result["promoted"]
+    assert result["gates"]["max_drop_vs_champion.accuracy"].startswith("FAIL: accuracy")
+    registry = Registry(judged.register_.model_name)
+    assert registry.alias(CHAMPION).version == 1 and registry.alias(CHALLENGER).version == 2
+    tags = registry.version(2).tags
+    assert tags["kdflow.judged_against"] == "1" and tags["gate.max_drop_vs_champion.accuracy"].startswith("FAIL")
+    # Run again: the candidate is still judged against version 1, not against itself.
+    assert champion.run(worse, project)["version"] == 1
+
+
+def test_a_noisy_student_that_is_not_worse_is_not_flagged(judged, project):
+    noisy = with_changes(judged, distill={"seeds": [1]})  # same recipe, another seed
+    result = distill_and_judge(noisy, project)
+    axes = read_json(project / layout.METRICS)["vs_champion"]["axes"]
+    assert axes["accuracy"]["difference"] != 0 and axes["accuracy"]["significant"] != "worse"
+    assert result["gates_passed"] and result["promoted"] and result["version"] == 2
+    # Promoted; a re-run compares it with the champion it beat, not with itself.
+    info = champion.run(noisy, project)
+    assert info["version"] == 1 and "judged against version 1" in info["reason"]
