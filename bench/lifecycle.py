@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -35,13 +36,33 @@ def timed_run(root: Path) -> tuple[float, str]:
     return seconds, done.stdout + done.stderr
 
 
+def stage_seconds(log: str) -> dict[str, float]:
+    """Seconds per stage, from Prefect's log: each task's "Finished" line minus the one
+    before it (the first counts from the flow's start)."""
+    stamp = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+\s+\| (.*)$")
+    seconds, last = {}, None
+    for line in log.splitlines():
+        match = stamp.match(line.strip())
+        if not match:
+            continue
+        h, m, sec, text = match.groups()
+        now = int(h) * 3600 + int(m) * 60 + float(sec)
+        if "Beginning flow run" in text:
+            last = now
+        task = re.match(r"Task run '(\w+)' - Finished", text)
+        if task and last is not None:
+            seconds[task.group(1)] = round((now - last) % 86400, 1)
+            last = now
+    return seconds
+
+
 def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "clone", "-q", str(REPO), str(WORK)], check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=WORK, capture_output=True, text=True).stdout.strip()
 
-    cold, _ = timed_run(WORK)
+    cold, cold_log = timed_run(WORK)
     warm, warm_log = timed_run(WORK)
     metrics = json.loads((WORK / "reports" / "metrics.json").read_text())
     result = {
@@ -51,6 +72,8 @@ def main() -> None:
         "cold_seconds": round(cold, 1),
         "warm_seconds": round(warm, 1),
         "warm_skipped_everything": "nothing changed" in warm_log,
+        "cold_stage_seconds": stage_seconds(cold_log),
+        "warm_stage_seconds": stage_seconds(warm_log),
         "test_accuracy": {role: round(metrics[role]["accuracy"], 4) for role in ("teacher", "student", "control")},
         "teacher_to_student_macs": round(metrics["comparison"]["teacher_to_student_macs"], 1),
         "student_to_teacher_latency": {

@@ -101,8 +101,11 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
 
 def failure_markdown(failed: str, ran: dict[str, bool]) -> str:
     done = ", ".join(f"{s} ({'ran' if r else 'skipped'})" for s, r in ran.items()) or "none"
-    return (
-        "# kdflow lifecycle: FAILED\n\n"
-        f"Stage **{failed}** failed; no later stage ran, and the registry was not changed.\n\n"
-        f"Stages before it: {done}\n"
-    )
+    if failed == "register":
+        registry = (
+            "The registry may hold a new version that was not judged to the end; run again to "
+            "finish it (registering the same artifacts again gives the same version)."
+        )
+    else:
+        registry = "No later stage ran, and the registry was not changed."
+    return f"# kdflow lifecycle: FAILED\n\nStage **{failed}** failed. {registry}\n\nStages before it: {done}\n"

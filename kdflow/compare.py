@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+import torch
 from scipy.stats import bootstrap, rankdata
 
 
@@ -29,24 +29,30 @@ class SampleResults:
     ood_logits: np.ndarray  # [n, classes] on the OOD set (one OOD sample per test sample)
 
     def per_sample(self, y: np.ndarray, bins: int) -> dict[str, np.ndarray]:
-        probs = softmax(self.logits.astype(np.float64), axis=-1)
-        confidence, predicted = probs.max(-1), probs.argmax(-1)
-        onehot = np.eye(probs.shape[-1])[y]
-        ood_probs = softmax(self.ood_logits.astype(np.float64), axis=-1)
+        # Probabilities in float32 with torch, exactly as kdflow.metrics and torchmetrics see
+        # them (a saturated confidence of 1.0 lands in the same bin); sums in float64.
+        logits = torch.from_numpy(np.ascontiguousarray(self.logits, dtype=np.float32))
+        probs = logits.softmax(-1)
+        confidence, predicted = (t.numpy() for t in probs.max(-1))
+        labels = torch.from_numpy(y).long()
+        onehot = torch.nn.functional.one_hot(labels, probs.shape[-1]).to(probs.dtype)
+        ood = torch.from_numpy(np.ascontiguousarray(self.ood_logits, dtype=np.float32)).softmax(-1)
+        boundaries = torch.linspace(0, 1, bins + 1)
         return {
             "y": y,
             "classes": np.full(len(y), probs.shape[-1]),
             "predicted": predicted,
-            "confidence": confidence,
+            "confidence": confidence.astype(np.float64),
             "correct": (predicted == y).astype(np.float64),
-            "bin": np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1),
-            "bins": np.full(len(y), bins),
-            "nll": -log_softmax(self.logits.astype(np.float64), axis=-1)[np.arange(len(y)), y],
-            "brier": ((probs - onehot) ** 2).sum(-1),
+            # torchmetrics' bins: [b_i, b_i+1), and a confidence of exactly 1 in a bin of its own
+            "bin": (torch.bucketize(probs.max(-1).values, boundaries, right=True) - 1).numpy(),
+            "bins": np.full(len(y), bins + 1),
+            "nll": -logits.log_softmax(-1)[torch.arange(len(y)), labels].double().numpy(),
+            "brier": ((probs - onehot) ** 2).sum(-1).double().numpy(),
             "corruption_correct": self.corruption_correct.astype(np.float64),
             "adversarial_correct": self.adversarial_correct.astype(np.float64),
             "msp_in": confidence,
-            "msp_out": ood_probs.max(-1),
+            "msp_out": ood.max(-1).values.numpy(),
         }
 
 
@@ -66,24 +72,24 @@ def _per_resample_bincount(index: np.ndarray, weights: np.ndarray, size: int) ->
 
 
 def _ece(s: dict, idx: np.ndarray) -> np.ndarray:
-    """Expected calibration error, equal-width bins (as torchmetrics computes it)."""
+    """Expected calibration error, equal-width bins (as torchmetrics bins and sums it)."""
     bins = int(s["bins"][0])
     gap = _per_resample_bincount(s["bin"][idx], s["confidence"][idx] - s["correct"][idx], bins)
     return np.abs(gap).sum(-1) / idx.shape[-1]
 
 
 def _macro_f1(s: dict, idx: np.ndarray) -> np.ndarray:
-    """Macro-averaged F1 over the classes; a class with no true or predicted sample in a
-    resample scores 0 (torchmetrics' zero_division default)."""
+    """Macro-averaged F1 over the classes that occur (as a label or a prediction) in the
+    resample, as torchmetrics averages it."""
     k = int(s["classes"][0])
     y, p = s["y"][idx], s["predicted"][idx]
     ones = np.ones(idx.shape, dtype=np.float64)
     tp = _per_resample_bincount(y, (y == p).astype(np.float64), k)
     true = _per_resample_bincount(y, ones, k)
     predicted = _per_resample_bincount(p, ones, k)
-    denominator = true + predicted
+    denominator = true + predicted  # 2 tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return f1.mean(-1)
+    return f1.sum(-1) / np.maximum((denominator > 0).sum(-1), 1)
 
 
 def _msp_auroc(s: dict, idx: np.ndarray) -> np.ndarray:
@@ -142,7 +148,7 @@ def compare(
             return (statistic(a, flat) - statistic(b, flat)).reshape(idx.shape[:-1])
 
         interval = bootstrap(
-            (np.arange(len(y)),), difference, vectorized=True, n_resamples=resamples,
+            (np.arange(len(y)),), difference, vectorized=True, n_resamples=resamples, batch=200,
             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)

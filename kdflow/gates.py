@@ -116,8 +116,9 @@ class NoRegression:
 
     def __call__(self, metrics: dict) -> Verdict:
         reference = metrics.get("vs_champion") or {"version": None, "reason": "no comparison was made"}
-        if "axes" not in reference:
-            return Verdict(self.name, True, f"no champion to compare with: {reference['reason']}")
+        if "axes" not in reference:  # nothing to regress from: no champion, or not comparable
+            prefix = "" if reference["version"] is not None else "no champion to compare with: "
+            return Verdict(self.name, True, f"{prefix}{reference['reason']}")
         entry = reference["axes"][self.axis]
         drop, low, high = worse_by(entry)
         return Verdict(

@@ -39,6 +39,11 @@ class RegistryError(KdflowError):
     pass
 
 
+class CheckpointUnavailable(RegistryError):
+    """The version has no kdflow checkpoint to fetch (e.g. it was registered before kdflow
+    kept one); it cannot be scored again."""
+
+
 def _missing(error: MlflowException) -> bool:
     """True when MLflow says the thing does not exist; anything else (a connection error, a
     locked database) must not be mistaken for "absent"."""
@@ -114,7 +119,10 @@ class Registry:
             judged = registered.tags[JUDGED_AGAINST_TAG]
             if not judged:
                 return None, f"these artifacts are version {registered.version}, judged when there was no champion"
-            return self.version(judged), f"these artifacts are version {registered.version}, judged against version {judged}"
+            try:
+                return self.version(judged), f"these artifacts are version {registered.version}, judged against version {judged}"
+            except RegistryError:
+                return None, f"these artifacts are version {registered.version}, judged against version {judged}, which no longer exists"
         champion = self.alias(CHAMPION)
         if champion is None:
             return None, "the registry has no champion yet"
@@ -127,12 +135,12 @@ class Registry:
         from kdflow.io import atomic_path
         from kdflow.lineage import file_md5
 
-        run_id = version.tags.get(RUN_TAG) or version.run_id
+        run_id = self.run_id(version)
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 local = self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, dst_path=scratch)
             except (MlflowException, OSError) as error:
-                raise RegistryError(
+                raise CheckpointUnavailable(
                     f"model {self.name!r} version {version.version}: cannot fetch its kdflow checkpoint "
                     f"({CHECKPOINT_ARTIFACT} of run {run_id}): {error}"
                 ) from None
@@ -173,6 +181,14 @@ class Registry:
     def tag(self, version: int | str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, str(version), key, str(value))
+
+    def untag(self, version: int | str, keys: list[str]) -> None:
+        for key in keys:
+            self.client.delete_model_version_tag(self.name, str(version), key)
+
+    def run_id(self, version: ModelVersion) -> str:
+        """The MLflow run that registered the version."""
+        return version.tags.get(RUN_TAG) or version.run_id
 
     def set_challenger(self, version: int | str) -> None:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))

@@ -48,7 +48,7 @@ def columns(metrics: dict) -> list[Column]:
     cols = [
         Column("accuracy", ("accuracy",)),
         Column("macro-F1", ("macro_f1",)),
-        Column("ECE", ("ece",), help="15-bin expected calibration error"),
+        Column("ECE", ("ece",), help="expected calibration error (evaluate.ece_bins bins)"),
         Column("ECE (T-scaled)", ("ece_scaled",), help="after temperature scaling fitted on validation"),
         Column("NLL", ("nll",)),
         Column("Brier", ("brier",)),
@@ -79,6 +79,8 @@ def columns(metrics: dict) -> list[Column]:
 def _outcome(registration: dict, verdicts: list[Verdict]) -> dict:
     failed = [v.gate for v in verdicts if not v.passed]
     version = registration.get("version")
+    if failed and registration.get("champion") == version:
+        return {"kind": "fail", "text": f"Version {version} is the champion but now fails {len(failed)} gate(s): {', '.join(failed)} (the gates changed since it was promoted?). `kdflow rollback` restores the previous champion."}
     if failed:
         return {"kind": "fail", "text": f"Not promoted: version {version} failed {len(failed)} gate(s): {', '.join(failed)}. The champion is unchanged."}
     if registration.get("promoted"):

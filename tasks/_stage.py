@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
-from kdflow import distributed
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
@@ -37,7 +36,10 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
         console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
         sys.exit(1)
     finally:
-        distributed.teardown()
+        if "torch.distributed" in sys.modules:  # only training stages start process groups
+            from kdflow import distributed
+
+            distributed.teardown()
 
 
 def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from kdflow.config import Params
 from kdflow.io import write_json
 from kdflow.lineage import file_md5, fingerprint
-from kdflow.registry import Registry
+from kdflow.registry import CheckpointUnavailable, Registry
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main
 
@@ -32,8 +32,15 @@ def run(params: Params, root: Path) -> dict:
     if reference is None:
         model.unlink(missing_ok=True)
     else:
-        registry.download_checkpoint(reference, model)
-        info |= {"version": int(reference.version), "student_md5": file_md5(model)}
+        info["version"] = int(reference.version)
+        try:
+            registry.download_checkpoint(reference, model)
+            info["student_md5"] = file_md5(model)
+        except CheckpointUnavailable:
+            # Nothing to score it with; evaluate reports it as not comparable. A checkpoint
+            # that is there but not the registered one is an error, not this.
+            model.unlink(missing_ok=True)
+            info["unavailable"] = "the registry holds no kdflow checkpoint for it (registered by an older kdflow?)"
     write_json(info, root / layout.CHAMPION_INFO)  # last: it names the checkpoint beside it
     if reference is None:
         console.print(f"champion: nothing to compare the candidate with ({why})")

@@ -9,6 +9,7 @@ new registered version with alias `challenger`. It becomes `champion` only when 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -97,6 +98,7 @@ def run(params: Params, root: Path) -> dict:
     lineage |= git_state(root)
     verdicts = check(metrics, cfg.gates)
     passed = all(v.passed for v in verdicts)
+    judged_against = str((metrics.get("vs_champion") or {}).get("version") or "")
 
     registry = Registry(cfg.model_name)
     existing = registry.find_fingerprint(fp)
@@ -105,69 +107,78 @@ def run(params: Params, root: Path) -> dict:
         console.print(f"register: these artifacts are already version {version}; no new version")
         if "kdflow.challenger_at" not in existing.tags:  # a retried run that died before this
             registry.set_challenger(version)
+        if JUDGED_AGAINST_TAG not in existing.tags:  # registered before judgements were kept
+            registry.tag(version, {JUDGED_AGAINST_TAG: judged_against})
     else:
-        judged_against = str(metrics["vs_champion"]["version"] or "")
         version, created = _log_run(params, root, metrics, lineage, fp, judged_against), True
         registry.set_challenger(version)
         console.print(f"register: new version {version} of {cfg.model_name!r}, alias 'challenger'")
 
-    registry.tag(
-        version,
-        {f"gate.{v.gate}": str(v) for v in verdicts}
-        | {"kdflow.gates_passed": str(passed).lower(), "kdflow.student_accuracy": metrics["student"]["accuracy"]},
-    )
-    for v in verdicts:
-        console.print(f"  gate {v.gate}: {v}")
-
-    promoted = False
-    rolled_back = "kdflow.rolled_back_at" in registry.version(version).tags
-    if passed and not rolled_back:
-        champion = registry.alias(CHAMPION)
-        if champion is None or int(champion.version) != int(version):
-            registry.promote(version, reason="all gates passed at registration")
-            promoted = True
-            console.print(f"register: version {version} promoted to 'champion'")
-    elif passed:
-        console.print(f"register: version {version} was rolled back before; not promoting it again")
-    else:
-        console.print(f"register: version {version} failed a gate; 'champion' unchanged")
-
+    # Decide first, then write the report, and only then touch the aliases and tags: a report
+    # that cannot be drawn leaves the champion as it was.
+    tags = registry.version(version).tags
     champion = registry.alias(CHAMPION)
+    is_champion = champion is not None and int(champion.version) == int(version)
+    rolled_back = "kdflow.rolled_back_at" in tags
+    promote = passed and not rolled_back and not is_champion
     summary = {
         "model_name": cfg.model_name,
         "version": int(version),
         "created": created,
         "gates_passed": passed,
         "gates": {v.gate: str(v) for v in verdicts},
-        "promoted": promoted,
-        "champion": int(champion.version) if champion else None,
+        "promoted": promote,
+        "champion": int(version) if promote else (int(champion.version) if champion else None),
         "fingerprint": fp,
         "report": str(layout.REPORT),
     }
-    publish_report(root, registry, version, metrics, verdicts, summary, lineage)
+    with tempfile.TemporaryDirectory() as scratch:
+        figures = Path(scratch) / "plots"
+        write_report(root, figures, metrics, verdicts, summary, lineage)
+
+        stale = [k for k in tags if k.startswith("gate.") and k.removeprefix("gate.") not in summary["gates"]]
+        registry.untag(version, stale)  # gates since removed from params.yaml
+        registry.tag(
+            version,
+            {f"gate.{v.gate}": str(v) for v in verdicts}
+            | {"kdflow.gates_passed": str(passed).lower(), "kdflow.student_accuracy": metrics["student"]["accuracy"]},
+        )
+        for v in verdicts:
+            console.print(f"  gate {v.gate}: {v}")
+        if promote:
+            registry.promote(version, reason="all gates passed at registration")
+            console.print(f"register: version {version} promoted to 'champion'")
+        elif passed and rolled_back:
+            console.print(f"register: version {version} was rolled back before; not promoting it again")
+        elif not passed:
+            console.print(f"register: version {version} failed a gate; 'champion' unchanged")
+
+        # Logged again when a version is judged again, so its run holds the latest verdicts.
+        run_id = registry.run_id(registry.version(version))
+        registry.client.log_artifacts(run_id, str(figures), "plots")
+        registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
+    console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")
     write_json(summary, root / layout.REGISTERED)
     return summary
 
 
-def publish_report(root: Path, registry: Registry, version, metrics, verdicts, summary, lineage) -> None:
-    """Draw the plots, write the HTML report and log both to the version's MLflow run (again
-    when the version is judged again, so the run always holds the latest verdicts)."""
+def write_report(root: Path, figures_dir: Path, metrics: dict, verdicts: list, summary: dict, lineage: dict) -> None:
+    """Draw every plot as SVG (files in `figures_dir` for MLflow, whose UI shows them, and
+    inline in the report) and write the self-contained HTML report."""
     from kdflow import plots, report
 
-    run_id = registry.version(version).tags[RUN_TAG]
     sources = {
         "history": root / layout.DISTILL_HISTORY, "reliability": root / layout.RELIABILITY,
         "latency": root / layout.LATENCY, "severity": root / layout.SEVERITY, "confusion": root / layout.CONFUSION,
     }
+    figures_dir.mkdir(parents=True, exist_ok=True)
     svgs = {}
     for name, figure in plots.figures(sources):
-        registry.client.log_figure(run_id, figure, f"plots/{name}.png")
         svgs[name] = plots.svg(figure)
+        (figures_dir / f"{name}.svg").write_text(svgs[name], encoding="utf-8")
     html = report.render(metrics=metrics, verdicts=verdicts, registration=summary, lineage=lineage, figures=svgs)
     with atomic_path(root / layout.REPORT) as tmp:
         tmp.write_text(html, encoding="utf-8")
-    registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
-    console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def test_markdown_names_stages_gain_gates_and_champion():
 def test_failure_summary_says_the_registry_was_not_touched():
     text = failure_markdown("validate", {"prepare": True})
     assert "Stage **validate** failed" in text and "registry was not changed" in text
+    assert "may hold a new version" in failure_markdown("register", {"evaluate": True})
 
 
 def test_verdicts_table_and_champion_note():

@@ -93,3 +93,17 @@ def test_the_interval_is_seeded_and_narrows_with_more_data(data):
     tile = lambda r: SampleResults(*(np.concatenate([f] * 4) for f in (r.logits, r.corruption_correct, r.adversarial_correct, r.ood_logits)))  # noqa: E731
     wide = compare(tile(a), tile(b), y4, resamples=300)["accuracy"]
     assert wide["ci_high"] - wide["ci_low"] < 0.7 * width
+
+
+def test_saturated_confidences_and_absent_classes_match_the_metrics_module():
+    # Confidences of exactly 1.0 in float32 (their own ECE bin in torchmetrics), and class 4
+    # neither a label nor a prediction (left out of torchmetrics' macro average).
+    y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+    logits = np.full((10, 5), -10.0, dtype=np.float32)
+    logits[np.arange(10), y] = 40.0  # softmax saturates to 1.0
+    logits[[2, 5], :] = 0.0
+    logits[2, 1], logits[5, 3] = 1.0, 0.5  # two uncertain mistakes
+    r = SampleResults(logits, np.ones(10), np.ones(10), logits)
+    t_logits, t_y = torch.from_numpy(logits), torch.from_numpy(y)
+    assert value(r, y, "ece") == pytest.approx(metrics.expected_calibration_error(t_logits, t_y, 15), abs=1e-6)
+    assert value(r, y, "macro_f1") == pytest.approx(metrics.macro_f1(t_logits, t_y), abs=1e-6)

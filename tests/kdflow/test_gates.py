@@ -86,3 +86,7 @@ def test_without_a_champion_the_regression_gates_pass_and_say_why():
     m = full_metrics() | {"vs_champion": {"version": None, "reason": "the registry has no champion yet"}}
     (verdict,) = [v for v in check(m, cfg) if v.gate.startswith("max_drop")]
     assert verdict.passed and verdict.detail == "no champion to compare with: the registry has no champion yet"
+    reason = "version 3 is not comparable: it takes inputs [40] with 10 classes, the test data has [64] with 10"
+    m["vs_champion"] = {"version": 3, "reason": reason}
+    (verdict,) = [v for v in check(m, cfg) if v.gate.startswith("max_drop")]
+    assert verdict.passed and verdict.detail == reason

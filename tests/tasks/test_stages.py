@@ -210,3 +210,18 @@ def test_a_noisy_student_that_is_not_worse_is_not_flagged(judged, project):
     # Promoted; a re-run compares it with the champion it beat, not with itself.
     info = champion.run(noisy, project)
     assert info["version"] == 1 and "judged against version 1" in info["reason"]
+
+
+def test_a_champion_without_a_checkpoint_is_reported_not_comparable(trained, tiny_params):
+    distill_and_judge(tiny_params, trained)  # version 1, the champion
+    registry = Registry(tiny_params.register_.model_name)
+    run_id = registry.run_id(registry.version(1))
+    (local,) = (trained / "mlartifacts").rglob(f"{run_id}/artifacts/checkpoint/student.pt")
+    local.unlink()  # as for a version registered before kdflow kept checkpoints
+    other = with_changes(tiny_params, distill={"seeds": [5]})
+    distill.run(other, trained)
+    info = champion.run(other, trained)
+    assert info["version"] == 1 and "no kdflow checkpoint" in info["unavailable"]
+    assert not (trained / layout.CHAMPION_MODEL).exists()
+    vs = evaluate.run(other, trained)["vs_champion"]
+    assert vs["version"] == 1 and "axes" not in vs and "version 1 is not comparable" in vs["reason"]
