@@ -27,12 +27,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TableConfig(_Strict):
+    """How to read a CSV or Parquet table (prepare.dataset: table)."""
+
+    label: str = Field(default="label", min_length=1)
+    features: list[str] | None = None  # default: every column but label, split and group
+    categorical: dict[str, Literal["onehot", "ordinal"]] = Field(default_factory=dict)
+    split_column: str | None = None  # values train / val / test: the user's own split
+    group_column: str | None = None  # rows of one group (patient, user...) stay in one split
+
+
+class ImageConfig(_Strict):
+    """How to read a folder of images, one sub-folder per class (prepare.dataset: images)."""
+
+    size: tuple[PositiveInt, PositiveInt] | None = None  # (height, width); None: all must match
+    mode: Literal["L", "RGB"] = "L"  # grayscale or colour
+
+
+RAW = "data/raw/"  # the user's own files live here (a DVC dependency of prepare)
+
+
 class PrepareConfig(_Strict):
-    dataset: Literal["mnist1d"] = "mnist1d"
-    num_samples: Annotated[int, Field(ge=100)] = 5000
+    dataset: Literal["mnist1d", "digits", "table", "npz", "images"] = "mnist1d"
+    path: str | None = None  # table, npz, images: a file or folder under data/raw/
+    num_samples: Annotated[int, Field(ge=100)] = 5000  # mnist1d only
     test_fraction: Fraction = 0.2
     val_fraction: Fraction = 0.1  # carved from the training part, never from test
     seed: int = 42
+    table: TableConfig = TableConfig()
+    images: ImageConfig = ImageConfig()
+
+    @model_validator(mode="after")
+    def _path(self) -> PrepareConfig:
+        needs_path = self.dataset in ("table", "npz", "images")
+        if needs_path and not self.path:
+            raise ValueError(f"dataset {self.dataset!r} needs a path under {RAW}")
+        if not needs_path and self.path:
+            raise ValueError(f"dataset {self.dataset!r} is bundled: it takes no path")
+        if self.path and not self.path.startswith(RAW):
+            raise ValueError(f"path must lie under {RAW} (tracked by DVC as prepare's input), got {self.path!r}")
+        return self
 
 
 class ValidateConfig(_Strict):

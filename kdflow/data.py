@@ -57,16 +57,31 @@ def make_mnist1d(num_samples: int, seed: int) -> Split:
 
 def stratified_split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Split off `fraction` of each class (at least one row per class) as the second part."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for label in np.unique(data.y):
-        rows = np.flatnonzero(data.y == label)
-        take = max(1, round(len(rows) * fraction))
-        held.append(rng.choice(rows, size=take, replace=False))
-    mask = np.zeros(len(data), dtype=bool)
-    mask[np.concatenate(held)] = True
-    keep, out = np.flatnonzero(~mask), np.flatnonzero(mask)
+    keep, out = holdout_indices(data.y, fraction, seed)
     return Split(data.x[keep], data.y[keep]), Split(data.x[out], data.y[out])
+
+
+def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (kept, held out), about `fraction` held out, stratified by label. With
+    `groups`, every group lands whole on one side (scikit-learn's StratifiedGroupKFold; one
+    fold is held out), so no patient or user is in two splits."""
+    if groups is None:
+        rng = np.random.default_rng(seed)
+        held = [
+            rng.choice(rows, size=max(1, round(len(rows) * fraction)), replace=False)
+            for rows in (np.flatnonzero(y == label) for label in np.unique(y))
+        ]
+        mask = np.zeros(len(y), dtype=bool)
+        mask[np.concatenate(held)] = True
+        return np.flatnonzero(~mask), np.flatnonzero(mask)
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = max(2, round(1 / fraction))
+    if len(np.unique(groups)) < folds:
+        raise ValueError(f"{len(np.unique(groups))} group(s) cannot be split {folds} ways: too few groups for a {fraction:.0%} holdout")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    kept, held = next(splitter.split(np.zeros(len(y)), y, groups))
+    return np.sort(kept), np.sort(held)
 
 
 def save_split(split: Split, path: str | Path) -> None:

@@ -6,6 +6,9 @@ from pathlib import Path
 DATA = Path("data/prepared")
 SPLIT_FILES = {name: DATA / f"{name}.npz" for name in ("train", "val", "test")}
 
+CLASSES = DATA / "classes.json"  # the class names, in label order
+RAW = Path("data/raw")  # the user's own data files (prepare.path), tracked by DVC
+
 VALIDATION_REPORT = Path("reports/validation.json")
 
 TEACHER = Path("models/teacher.pt")

@@ -1,29 +1,59 @@
-"""Stage `prepare`: generate the bundled dataset and split it into train, validation and test.
+"""Stage `prepare`: read the configured source and write train, validation and test splits.
 
-Validation is carved from the training part (stratified), so the test split stays untouched
-until `evaluate`.
+The source is the bundled MNIST-1D or scikit-learn digits, or the user's own table, NPZ arrays
+or image folders under data/raw/ (see kdflow/sources.py). The splits are the user's own (a split
+column, or split arrays) or made here: stratified by label, seeded, and grouped when a group
+column is declared. Validation is carved from the training part, so the test split stays
+untouched until `evaluate`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from kdflow.config import Params
-from kdflow.data import make_mnist1d, save_split, stratified_split
+from kdflow.data import Split, holdout_indices, save_split
+from kdflow.io import write_json
+from kdflow.sources import DataError, Loaded, load
 from tasks import layout
 from tasks._stage import console, main
 
 
+def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed: int) -> dict[str, Split]:
+    everything = np.arange(len(loaded.y))
+    if loaded.split is not None:  # the user's split; validation carved from train if not given
+        given = {name: everything[loaded.split == name] for name in ("train", "val", "test")}
+        for name in ("train", "test"):
+            if given[name].size == 0:
+                raise DataError(f"the given split has no {name} rows")
+        trainval = given["train"]
+        test = given["test"]
+    else:
+        keep, held = holdout_indices(loaded.y, test_fraction, seed, loaded.groups)
+        trainval, test = everything[keep], everything[held]
+    if loaded.split is not None and given["val"].size:
+        train, val = trainval, given["val"]
+    else:
+        groups = loaded.groups[trainval] if loaded.groups is not None else None
+        keep, held = holdout_indices(loaded.y[trainval], val_fraction, seed + 1, groups)
+        train, val = trainval[keep], trainval[held]
+    return {name: Split(loaded.x[rows], loaded.y[rows]) for name, rows in (("train", train), ("val", val), ("test", test))}
+
+
 def run(params: Params, root: Path) -> dict[str, int]:
     cfg = params.prepare
-    data = make_mnist1d(cfg.num_samples, cfg.seed)
-    trainval, test = stratified_split(data, cfg.test_fraction, cfg.seed)
-    train, val = stratified_split(trainval, cfg.val_fraction, cfg.seed + 1)
-    splits = {"train": train, "val": val, "test": test}
+    loaded = load(cfg, root)
+    try:
+        splits = make_splits(loaded, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    except ValueError as error:
+        raise DataError(f"{cfg.path or cfg.dataset}: cannot split: {error}") from None
     for name, split in splits.items():
         save_split(split, root / layout.SPLIT_FILES[name])
+    write_json({"classes": loaded.classes}, root / layout.CLASSES)
     rows = {name: len(split) for name, split in splits.items()}
-    console.print(f"prepare: {cfg.dataset} {rows}")
+    console.print(f"prepare: {cfg.dataset}{f' {cfg.path}' if cfg.path else ''} {rows}, {len(loaded.classes)} classes")
     return rows
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params
-from kdflow.data import SPLITS, load_split
+from kdflow.data import SPLITS, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import write_json
 from kdflow.leakage import exact_duplicates
@@ -33,6 +33,8 @@ def run(params: Params, root: Path) -> dict:
     report_path = root / layout.VALIDATION_REPORT
     report_path.unlink(missing_ok=True)
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
+    # Images are checked pixel by pixel, as flat rows.
+    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y) for name, s in splits.items()}
     train = splits["train"]
     contract = Contract(
         features=[f"x{i}" for i in range(train.x.shape[1])],

@@ -15,7 +15,9 @@ from kdflow.settings import QUIET, configure
 
 REPO = Path(__file__).resolve().parents[1]
 # What a project needs to run its pipeline: the wiring, the stage code and the library.
-PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "teacher_import/README.md")
+PROJECT_FILES = (
+    "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "teacher_import/README.md", "data/raw/README.md",
+)
 PROJECT_DIRS = ("kdflow", "tasks", "flows")
 
 TINY = {

@@ -14,7 +14,7 @@ def paths(stage: str, kind: str) -> set[str]:
 
 def test_every_layout_output_is_declared_by_its_stage():
     outputs = {
-        "prepare": set(map(str, layout.SPLIT_FILES.values())),
+        "prepare": {*map(str, layout.SPLIT_FILES.values()), str(layout.CLASSES)},
         "validate": {str(layout.VALIDATION_REPORT)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},

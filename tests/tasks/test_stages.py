@@ -225,3 +225,38 @@ def test_a_champion_without_a_checkpoint_is_reported_not_comparable(trained, tin
     assert not (trained / layout.CHAMPION_MODEL).exists()
     vs = evaluate.run(other, trained)["vs_champion"]
     assert vs["version"] == 1 and "axes" not in vs and "version 1 is not comparable" in vs["reason"]
+
+
+def test_a_bad_user_table_stops_prepare_with_exit_1_and_writes_nothing(project):
+    import subprocess
+    import sys
+
+    import yaml
+
+    (project / "data/raw").mkdir(parents=True, exist_ok=True)
+    (project / "data/raw/churn.csv").write_text("tenure,plan,churned\n3,basic,no\n5,,yes\n")
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["prepare"] = {"dataset": "table", "path": "data/raw/churn.csv", "table": {"label": "churned"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, "-m", "tasks.prepare"], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "churn.csv: column 'plan' has 1 value(s) that are not numbers, e.g. ['basic'] in rows [0]" in " ".join(done.stderr.split())
+    assert not (project / layout.DATA).exists()
+
+
+def test_a_user_table_goes_through_prepare_and_validate(project, tiny_params):
+    rng = np.random.default_rng(0)
+    frame = {"tenure": rng.integers(0, 60, 300), "spend": rng.normal(50, 10, 300).round(2),
+             "plan": rng.choice(["basic", "plus", "pro"], 300)}
+    frame["churned"] = np.where(frame["tenure"] < 12, "yes", "no")
+    import pandas as pd
+
+    (project / "data/raw").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(frame).to_csv(project / "data/raw/churn.csv", index=False)
+    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/churn.csv",
+                                                "table": {"label": "churned", "categorical": {"plan": "onehot"}}},
+                          validate={"max_abs_value": 1000.0})  # raw units: tenure up to 59
+    rows = prepare.run(params, project)
+    assert sum(rows.values()) == 300 and read_json(project / layout.CLASSES) == {"classes": ["no", "yes"]}
+    assert load_split(project / layout.SPLIT_FILES["train"]).x.shape[1] == 5  # tenure, spend, 3 plans
+    assert validate.run(params, project)["passed"]

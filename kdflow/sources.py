@@ -1,0 +1,244 @@
+"""Where the data comes from: the bundled datasets and the user's own files, read into arrays.
+
+Each source gives features ``x`` (float32: ``[n, features]`` for signals and tables,
+``[n, channels, height, width]`` for images), integer labels ``y`` (indices into `classes`),
+and, when the user gave them, each row's split and group. Anything unreadable or malformed is a
+`DataError` naming the file, the column or the rows, before any training starts.
+
+- ``mnist1d``: generated offline by its reference generator.
+- ``digits``: scikit-learn's 8x8 digits, bundled with scikit-learn (no download).
+- ``table``: a CSV or Parquet file; numeric features, a label column, categorical columns
+  encoded by a declared rule (``onehot`` or ``ordinal``), optional split and group columns.
+- ``npz``: arrays ``x`` and ``y`` (optional ``split`` and ``groups``), or ``x_train``/``y_train``,
+  ``x_val``/``y_val``, ``x_test``/``y_test`` for splits given as files.
+- ``images``: one folder per class of PNG or JPEG files, decoded with Pillow, optionally resized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdflow.config import PrepareConfig
+from kdflow.errors import KdflowError
+
+SPLIT_NAMES = ("train", "val", "test")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SHOWN = 5  # rows or files quoted per problem
+
+
+class DataError(KdflowError, ValueError):
+    """The input data cannot be used; the message names the file, column or rows."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    x: np.ndarray
+    y: np.ndarray  # int64 indices into `classes`
+    classes: list[str]
+    split: np.ndarray | None = None  # per row: "train", "val" or "test", when the user split
+    groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
+
+
+def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    values = pd.Series(values)
+    if values.isna().any():
+        rows = np.flatnonzero(values.isna().to_numpy())[:SHOWN].tolist()
+        raise DataError(f"{where}: {int(values.isna().sum())} row(s) without a label, rows {rows}")
+    classes = sorted(values.astype(str).unique(), key=lambda c: (len(c), c) if c.lstrip("-").isdigit() else (0, c))
+    index = {c: i for i, c in enumerate(classes)}
+    return values.astype(str).map(index).to_numpy(np.int64), classes
+
+
+def _split_values(values: pd.Series, where: str) -> np.ndarray:
+    values = values.astype(str).str.strip().str.lower()
+    bad = ~values.isin(SPLIT_NAMES)
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())[:SHOWN].tolist()
+        raise DataError(f"{where}: split values must be train, val or test; got {sorted(set(values[bad]))[:SHOWN]} in rows {rows}")
+    return values.to_numpy()
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, encoding="utf-8")
+        else:
+            raise DataError(f"{path}: a table must be .csv or .parquet")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot be read as a table: {str(error).splitlines()[0]}") from None
+    if frame.empty:
+        raise DataError(f"{path}: no rows (columns: {list(frame.columns)})")
+    return frame
+
+
+def _encode(frame: pd.DataFrame, rules: dict[str, str], path: Path) -> pd.DataFrame:
+    """Categorical columns by their declared rule; categories in sorted order, so the same data
+    always gives the same columns."""
+    out = frame.copy()
+    for column, rule in rules.items():
+        values = out.pop(column).astype(str)
+        categories = sorted(values.unique())
+        if rule == "ordinal":
+            out[column] = pd.Categorical(values, categories=categories).codes.astype(np.float32)
+        else:
+            for category in categories:
+                out[f"{column}={category}"] = (values == category).astype(np.float32)
+    return out
+
+
+def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
+    path = root / cfg.path
+    frame = read_table(path)
+    t = cfg.table
+    declared = [t.label, *(c for c in (t.split_column, t.group_column) if c), *(t.features or []), *t.categorical]
+    missing = [c for c in dict.fromkeys(declared) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: column(s) {missing} not found; the file has {list(frame.columns)}")
+    special = {t.label, t.split_column, t.group_column} - {None}
+    features = t.features if t.features is not None else [c for c in frame.columns if c not in special]
+    extra = [c for c in features if c in special]
+    if extra:
+        raise DataError(f"{path}: column(s) {extra} cannot be both a feature and the label, split or group column")
+    if not features:
+        raise DataError(f"{path}: no feature columns besides {sorted(special)}")
+    encoded = _encode(frame[features], {c: r for c, r in t.categorical.items() if c in features}, path)
+    numeric = encoded.apply(pd.to_numeric, errors="coerce")
+    not_numbers = numeric.isna() & encoded.notna()
+    if not_numbers.any().any():
+        column = not_numbers.any().idxmax()
+        rows = np.flatnonzero(not_numbers[column].to_numpy())
+        values = encoded[column].iloc[rows[:SHOWN]].tolist()
+        raise DataError(
+            f"{path}: column {column!r} has {rows.size} value(s) that are not numbers, e.g. {values} in rows "
+            f"{rows[:SHOWN].tolist()}; declare it in prepare.table.categorical if it is a category"
+        )
+    x = numeric.to_numpy(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        column = numeric.columns[bad.any(0).argmax()]
+        rows = np.flatnonzero(bad[:, numeric.columns.get_loc(column)])
+        raise DataError(
+            f"{path}: column {column!r} has {rows.size} empty, NaN or infinite value(s), rows {rows[:SHOWN].tolist()}"
+        )
+    y, classes = _labels(frame[t.label], f"{path}: label column {t.label!r}")
+    return Loaded(
+        x=x,
+        y=y,
+        classes=classes,
+        split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,
+        groups=frame[t.group_column].astype(str).to_numpy() if t.group_column else None,
+    )
+
+
+def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
+    path = root / cfg.path
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable .npz archive without pickled objects: {error}") from None
+    if {"x", "y"} <= arrays.keys():
+        x, labels = arrays["x"], arrays["y"]
+        split = arrays.get("split")
+        split = _split_values(pd.Series(split), f"{path}: array 'split'") if split is not None else None
+        groups = arrays["groups"].astype(str) if "groups" in arrays else None
+    elif all(f"{a}_{s}" in arrays for a in ("x", "y") for s in ("train", "test")):
+        names = [s for s in SPLIT_NAMES if f"x_{s}" in arrays]
+        x = np.concatenate([arrays[f"x_{s}"] for s in names])
+        labels = np.concatenate([arrays[f"y_{s}"] for s in names])
+        split = np.concatenate([np.full(len(arrays[f"y_{s}"]), s) for s in names])
+        groups = None
+    else:
+        raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(arrays)}")
+    if len(x) != len(labels) or x.ndim < 2:
+        raise DataError(f"{path}: x has shape {list(x.shape)} and y {list(labels.shape)}: one row of x per label")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
+    y, classes = _labels(labels, f"{path}: array 'y'")
+    return Loaded(x.astype(np.float32), y, classes, split, groups)
+
+
+def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
+    from PIL import Image, UnidentifiedImageError
+
+    folder = root / cfg.path
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{folder}: no class folders inside")
+    size = tuple(cfg.images.size) if cfg.images.size else None
+    pixels, labels, first = [], [], None
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{folder / name}: no PNG or JPEG files")
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    image = image.convert(cfg.images.mode)
+                    if size is not None:
+                        image = image.resize(size[::-1], Image.Resampling.BILINEAR)  # size is (h, w)
+                    array = np.asarray(image, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                raise DataError(f"{file}: cannot be decoded as an image ({error})") from None
+            if first is None:
+                first = (file, array.shape)
+            elif array.shape != first[1]:
+                raise DataError(
+                    f"{file}: {array.shape[:2]} pixels, but {first[0]} has {first[1][:2]}; set prepare.images.size "
+                    "to resize every image to one size"
+                )
+            pixels.append(array if array.ndim == 3 else array[..., None])
+            labels.append(label)
+    x = np.stack(pixels).transpose(0, 3, 1, 2)  # [n, channels, height, width]
+    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes)
+
+
+def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # shipped inside scikit-learn: nothing is downloaded
+    return Loaded((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), [str(i) for i in range(10)])
+
+
+def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:
+    from kdflow.data import make_mnist1d
+
+    data = make_mnist1d(cfg.num_samples, cfg.seed)
+    return Loaded(data.x, data.y, [str(i) for i in range(10)])
+
+
+LOADERS = {
+    "mnist1d": load_mnist1d_source,
+    "digits": load_digits_source,
+    "table": load_table,
+    "npz": load_npz,
+    "images": load_images,
+}
+
+
+def load(cfg: PrepareConfig, root: Path) -> Loaded:
+    loaded = LOADERS[cfg.dataset](cfg, root)
+    if len(loaded.y) == 0:
+        raise DataError(f"{cfg.path or cfg.dataset}: no rows")
+    if not np.isfinite(loaded.x).all():
+        bad = np.flatnonzero(~np.isfinite(loaded.x.reshape(len(loaded.x), -1)).all(1))
+        raise DataError(
+            f"{cfg.path or cfg.dataset}: {bad.size} row(s) with NaN or infinite features, rows {bad[:SHOWN].tolist()}"
+        )
+    return loaded
