@@ -74,6 +74,12 @@ class ValidateConfig(_Strict):
     min_rows: PositiveInt = 50
     max_rows: PositiveInt = 10_000_000
     max_leaked_rows_shown: PositiveInt = 10
+    # Near duplicates across splits: RMS difference per feature, in standard deviations of
+    # train, at or below which two samples count as the same; null turns the check off.
+    near_duplicate_distance: Annotated[float, Field(ge=0)] | None = 0.001
+    # Target leakage: a single feature whose one-feature tree reaches this validation accuracy;
+    # null turns the check off.
+    target_leak_accuracy: Annotated[float, Field(gt=0, le=1)] | None = 0.99
 
     @model_validator(mode="after")
     def _bounds(self) -> ValidateConfig:

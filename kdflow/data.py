@@ -21,10 +21,13 @@ SPLITS = ("train", "val", "test")
 class Split:
     x: np.ndarray
     y: np.ndarray
+    groups: np.ndarray | None = None  # per row: its group (patient, user...), when declared
 
     def __post_init__(self) -> None:
         if self.x.ndim < 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
             raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
+        if self.groups is not None and len(self.groups) != len(self.y):
+            raise ValueError(f"bad split shapes: groups {self.groups.shape}, y {self.y.shape}")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -85,10 +88,11 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
 
 
 def save_split(split: Split, path: str | Path) -> None:
+    groups = {} if split.groups is None else {"groups": split.groups.astype(str)}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, x=split.x, y=split.y)
+        np.savez(handle, x=split.x, y=split.y, **groups)
 
 
 def load_split(path: str | Path) -> Split:
     with np.load(path, allow_pickle=False) as archive:
-        return Split(archive["x"], archive["y"])
+        return Split(archive["x"], archive["y"], archive["groups"] if "groups" in archive.files else None)

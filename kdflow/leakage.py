@@ -1,6 +1,7 @@
-"""Leakage between splits: the same sample in two splits inflates every score measured on it.
+"""Leakage: the same sample (or group) in two splits inflates every score measured on it; the
+same sample with two labels, or a feature that gives the label away, fools training.
 
-Great Expectations validates one table at a time; a check across tables lives here.
+Great Expectations validates one table at a time; checks across tables live here.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ class Leak:
     second: str
     rows_first: list[int]  # row indices in `first`, up to the report limit
     rows_second: list[int]
-    count: int  # all leaked rows of `first`, however many are listed
+    count: int  # all leaked rows, however many are listed
+    near: bool = False  # near duplicates (count is of `second`'s rows) rather than exact ones
 
     def describe(self) -> str:
         pairs = ", ".join(f"{a}<->{b}" for a, b in zip(self.rows_first, self.rows_second))
         more = f" (first {len(self.rows_first)} shown)" if self.count > len(self.rows_first) else ""
+        if self.near:
+            return f"{self.count} sample(s) of {self.second} nearly duplicate samples of {self.first}: rows {pairs}{more}"
         return f"{self.count} sample(s) of {self.first} also in {self.second}: rows {pairs}{more}"
 
 
@@ -46,4 +50,87 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10) -> list[Leak]:
             leaks.append(
                 Leak(first, second, [a for a, _ in shown], [b for _, b in shown], len(hits))
             )
+    return leaks
+
+
+def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10) -> str | None:
+    """The same sample twice in one split with different labels: at least one label is wrong."""
+    first_seen: dict[bytes, int] = {}
+    conflicts = []
+    for row, digest in enumerate(row_digests(split.x)):
+        if digest not in first_seen:
+            first_seen[digest] = row
+        elif split.y[first_seen[digest]] != split.y[row]:
+            conflicts.append((first_seen[digest], row))
+    if not conflicts:
+        return None
+    shown = ", ".join(f"{a}({split.y[a]})<->{b}({split.y[b]})" for a, b in conflicts[:limit])
+    return f"{len(conflicts)} sample(s) in {name} repeated with a different label: rows(label) {shown}"
+
+
+def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
+    """A declared group (patient, user, session) with rows in two splits."""
+    problems = []
+    for first, second in combinations(splits, 2):
+        a, b = splits[first].groups, splits[second].groups
+        if a is None or b is None:
+            continue
+        shared = sorted(set(a.tolist()) & set(b.tolist()))
+        if shared:
+            problems.append(f"{len(shared)} group(s) in both {first} and {second}: {shared[:limit]}")
+    return problems
+
+
+def target_leaks(train: Split, val: Split, max_accuracy: float, max_rows: int = 50_000, seed: int = 0) -> list[str]:
+    """Features that predict the label almost perfectly on their own: a one-feature decision
+    stump fitted on train (at most `max_rows` of it) and scored on validation."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = train.x.reshape(len(train.x), -1), train.y
+    if len(y) > max_rows:
+        rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
+        x, y = x[rows], y[rows]
+    vx = val.x.reshape(len(val.x), -1)
+    found = []
+    for j in range(x.shape[1]):
+        # One split point per class boundary: a depth of log2(classes) is the stump of a
+        # multi-class problem on one feature.
+        depth = max(1, int(np.ceil(np.log2(max(2, len(np.unique(y)))))))
+        stump = DecisionTreeClassifier(max_depth=depth, random_state=seed).fit(x[:, j : j + 1], y)
+        accuracy = float((stump.predict(vx[:, j : j + 1]) == val.y).mean())
+        if accuracy >= max_accuracy:
+            found.append((j, accuracy))
+    return [
+        f"feature {j} alone predicts the label with validation accuracy {acc:.4f} (limit {max_accuracy}): a target leak?"
+        for j, acc in found
+    ]
+
+
+def near_duplicates(
+    splits: dict[str, Split], max_distance: float, limit: int = 10, reference: str = "train"
+) -> list[Leak]:
+    """Samples of another split within `max_distance` of a `reference` sample, as the root mean
+    square difference per feature after standardising with the reference's mean and standard
+    deviation (so 0.05 means 5 % of a standard deviation per feature), leaving out exact
+    duplicates. Exact nearest neighbours by scikit-learn's brute-force search, which works in
+    chunks: memory stays bounded and no near duplicate is missed."""
+    from sklearn.neighbors import NearestNeighbors
+
+    base = splits[reference].x.reshape(len(splits[reference].x), -1).astype(np.float32)
+    mean, std = base.mean(0), base.std(0)
+    std[std == 0] = 1.0
+    d = base.shape[1]
+    index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit((base - mean) / std)
+    leaks = []
+    for name, split in splits.items():
+        if name == reference:
+            continue
+        other = (split.x.reshape(len(split.x), -1).astype(np.float32) - mean) / std
+        distance, neighbour = index.kneighbors(other)
+        rms = distance[:, 0] / np.sqrt(d)
+        # Exact duplicates (distance 0 up to float rounding) are `exact_duplicates`' to report.
+        hits = np.flatnonzero((rms <= max_distance) & (rms > 1e-6))
+        if hits.size:
+            shown = hits[:limit]
+            leaks.append(Leak(reference, name, neighbour[shown, 0].tolist(), shown.tolist(), int(hits.size), near=True))
     return leaks

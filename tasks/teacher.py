@@ -44,7 +44,7 @@ def run(params: Params, root: Path) -> dict:
         model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed)
         result = fit(
             model, train, val, cfg.train, label="teacher",
-            state_path=root / layout.STATE / "teacher.pt", run_key=run_key(root, cfg, layout.SPLIT_FILES.values()),
+            state_path=root / layout.STATE / "teacher.pt", run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),
         )
         model, history = result.model, result.history
         metrics = {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,

@@ -15,7 +15,7 @@ from kdflow.config import Params
 from kdflow.data import SPLITS, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import write_json
-from kdflow.leakage import exact_duplicates
+from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
 from kdflow.validation import Contract, to_frame, validate_split
 from tasks import layout
 from tasks._stage import console, main
@@ -34,7 +34,7 @@ def run(params: Params, root: Path) -> dict:
     report_path.unlink(missing_ok=True)
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
     # Images are checked pixel by pixel, as flat rows.
-    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y) for name, s in splits.items()}
+    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups) for name, s in splits.items()}
     train = splits["train"]
     contract = Contract(
         features=[f"x{i}" for i in range(train.x.shape[1])],
@@ -46,7 +46,16 @@ def run(params: Params, root: Path) -> dict:
     problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, contract)]
     if len(contract.labels) < 2:
         problems.append(f"train: a single class {contract.labels}: nothing to classify")
-    problems += [leak.describe() for leak in exact_duplicates(splits, cfg.max_leaked_rows_shown)]
+    limit = cfg.max_leaked_rows_shown
+    values_ok = not problems  # the checks that fit models need finite values in valid splits
+    problems += [leak.describe() for leak in exact_duplicates(splits, limit)]
+    if conflict := conflicting_duplicates(train, "train", limit):
+        problems.append(conflict)
+    problems += group_leaks(splits, limit)
+    if values_ok and cfg.near_duplicate_distance is not None:
+        problems += [leak.describe() for leak in near_duplicates(splits, cfg.near_duplicate_distance, limit)]
+    if values_ok and cfg.target_leak_accuracy is not None and len(contract.labels) > 1:
+        problems += target_leaks(train, splits["val"], cfg.target_leak_accuracy)
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -63,7 +72,7 @@ def run(params: Params, root: Path) -> dict:
         "class_counts": {name: np.bincount(s.y, minlength=len(contract.labels)).tolist() for name, s in splits.items()},
     }
     write_json(report, report_path)
-    console.print(f"validate: {len(splits)} splits passed the suite; no sample in two splits")
+    console.print(f"validate: {len(splits)} splits passed the suite; no leakage found (exact, near, group, label, target)")
     return report
 
 

@@ -34,3 +34,46 @@ def test_clean_splits_have_no_leak():
     rng = np.random.default_rng(1)
     splits = {n: Split(rng.normal(size=(10, 3)), np.zeros(10)) for n in ("train", "test")}
     assert exact_duplicates(splits) == []
+
+
+def test_near_duplicates_are_found_and_exact_ones_left_to_the_exact_check():
+    import numpy as np
+
+    from kdflow.data import Split
+    from kdflow.leakage import near_duplicates
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(500, 20)).astype(np.float32)
+    test = rng.normal(size=(100, 20)).astype(np.float32)
+    test[7] = train[42] + 0.001  # 0.1 % of a standard deviation away: a near duplicate
+    test[9] = train[3]  # exact: not reported here
+    splits = {"train": Split(train, np.zeros(500, dtype=np.int64)), "test": Split(test, np.zeros(100, dtype=np.int64))}
+    (leak,) = near_duplicates(splits, max_distance=0.01)
+    assert (leak.count, leak.rows_first, leak.rows_second) == (1, [42], [7])
+    assert leak.describe() == "1 sample(s) of test nearly duplicate samples of train: rows 42<->7"
+    assert near_duplicates(splits, max_distance=0.0001) == []
+
+
+def test_conflicting_labels_group_leaks_and_target_leaks():
+    import numpy as np
+
+    from kdflow.data import Split
+    from kdflow.leakage import conflicting_duplicates, group_leaks, target_leaks
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    x[4] = x[1]
+    y = np.array([0, 1, 0, 1, 0, 1])  # row 4 repeats row 1 with label 0, not 1
+    assert conflicting_duplicates(Split(x, y)) == "1 sample(s) in train repeated with a different label: rows(label) 1(1)<->4(0)"
+    assert conflicting_duplicates(Split(x, np.array([0, 1, 0, 1, 1, 1]))) is None
+
+    a = Split(x, y, np.array(["p1", "p1", "p2", "p2", "p3", "p3"]))
+    b = Split(x[:2], y[:2], np.array(["p3", "p9"]))
+    assert group_leaks({"train": a, "test": b}) == ["1 group(s) in both train and test: ['p3']"]
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    features = rng.normal(size=(400, 4)).astype(np.float32)
+    features[:, 2] = labels * 10 + rng.normal(scale=0.1, size=400)  # gives the label away
+    train, val = Split(features[:300], labels[:300]), Split(features[300:], labels[300:])
+    (leak,) = target_leaks(train, val, max_accuracy=0.99)
+    assert leak.startswith("feature 2 alone predicts the label with validation accuracy 1.0000")

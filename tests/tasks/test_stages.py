@@ -248,7 +248,8 @@ def test_a_user_table_goes_through_prepare_and_validate(project, tiny_params):
     rng = np.random.default_rng(0)
     frame = {"tenure": rng.integers(0, 60, 300), "spend": rng.normal(50, 10, 300).round(2),
              "plan": rng.choice(["basic", "plus", "pro"], 300)}
-    frame["churned"] = np.where(frame["tenure"] < 12, "yes", "no")
+    noise = rng.uniform(size=300) < 0.2  # no single feature gives the label away
+    frame["churned"] = np.where((frame["tenure"] < 12) ^ noise, "yes", "no")
     import pandas as pd
 
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
@@ -260,3 +261,35 @@ def test_a_user_table_goes_through_prepare_and_validate(project, tiny_params):
     assert sum(rows.values()) == 300 and read_json(project / layout.CLASSES) == {"classes": ["no", "yes"]}
     assert load_split(project / layout.SPLIT_FILES["train"]).x.shape[1] == 5  # tenure, spend, 3 plans
     assert validate.run(params, project)["passed"]
+
+
+def test_selection_never_reads_the_test_split(prepared, tiny_params):
+    """Model selection (best epoch, early stopping) reads validation only: teacher and distill
+    run with the test split gone, and dvc.yaml does not give it to them."""
+    import yaml
+
+    validate.run(tiny_params, prepared)
+    (prepared / layout.SPLIT_FILES["test"]).unlink()
+    teacher.run(tiny_params, prepared)
+    distill.run(tiny_params, prepared)
+    stages = yaml.safe_load((prepared / "dvc.yaml").read_text())["stages"]
+    for stage in ("teacher", "distill"):
+        assert str(layout.SPLIT_FILES["test"]) not in stages[stage]["deps"]
+
+
+def test_a_group_in_two_given_splits_is_a_leak(project, tiny_params):
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(120, 4)), columns=list("abcd"))
+    frame["label"] = rng.integers(0, 2, 120)
+    frame["patient"] = [f"p{i // 4}" for i in range(120)]
+    frame["part"] = ["train"] * 80 + ["val"] * 20 + ["test"] * 20
+    frame.loc[119, "patient"] = "p0"  # patient p0 also in test
+    (project / "data/raw").mkdir(parents=True, exist_ok=True)
+    frame.to_csv(project / "data/raw/visits.csv", index=False)
+    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/visits.csv",
+                                                "table": {"split_column": "part", "group_column": "patient"}})
+    prepare.run(params, project)
+    with pytest.raises(ValidationFailed, match=r"1 group\(s\) in both train and test: \['p0'\]"):
+        validate.run(params, project)
