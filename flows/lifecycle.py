@@ -18,7 +18,7 @@ from prefect.states import Failed, State
 
 from flows import summary
 
-STAGES = ("prepare", "validate", "teacher", "distill", "champion", "evaluate", "register")
+STAGES = ("prepare", "contract", "validate", "teacher", "distill", "champion", "evaluate", "register")
 # Only the registry steps talk to a service that can fail for a moment (a locked SQLite
 # database, a tracking server restarting); the others fail the same way twice.
 RETRIES = {"champion": 2, "register": 2}

@@ -70,9 +70,15 @@ class PrepareConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    max_abs_value: Annotated[float, Field(gt=0)] = 50.0
+    # Used when the data contract is first learnt (data/contract.yaml); after that, the file
+    # is what counts: edit it to change a bound.
+    value_tolerance: Annotated[float, Field(ge=0)] = 0.5  # each range widened by this x its width
+    class_proportion_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1  # absolute, per class
     min_rows: PositiveInt = 50
     max_rows: PositiveInt = 10_000_000
+    # Drift between train and each other split, per feature (population stability index)
+    drift_warn_psi: Annotated[float, Field(gt=0)] = 0.1
+    drift_fail_psi: Annotated[float, Field(gt=0)] = 0.25
     max_leaked_rows_shown: PositiveInt = 10
     # Near duplicates across splits: RMS difference per feature, in standard deviations of
     # train, at or below which two samples count as the same; null turns the check off.
@@ -85,6 +91,8 @@ class ValidateConfig(_Strict):
     def _bounds(self) -> ValidateConfig:
         if self.min_rows > self.max_rows:
             raise ValueError("min_rows must not exceed max_rows")
+        if self.drift_warn_psi > self.drift_fail_psi:
+            raise ValueError("drift_warn_psi must not exceed drift_fail_psi")
         return self
 
 

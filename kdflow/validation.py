@@ -52,11 +52,13 @@ class Failure:
 
 @dataclass(frozen=True)
 class Contract:
-    """What every split must satisfy: its schema, its value range, its label set, its size."""
+    """What every split must satisfy: its schema, each feature's value range, its label set,
+    its size (built from the data contract, `kdflow.contract`)."""
 
     features: list[str]
     labels: list[int]
-    max_abs_value: float
+    low: np.ndarray  # per feature
+    high: np.ndarray
     min_rows: int
     max_rows: int
 
@@ -143,20 +145,24 @@ def validate_split(frame: pd.DataFrame, split: str, contract: Contract) -> list[
             config = r.expectation_config
             failures.append(Failure(split, config.type, config.kwargs.get("column"), _describe(r, frame)))
 
-    # Values of all float features as one long column: long row i is (i // k, feature i % k).
+    # Values of all float features as one long column: long row i is (i // k, feature i % k),
+    # each scaled by its feature's contract range, so that one expectation checks every
+    # feature against its own bounds: in range means in [0, 1].
     columns = [c for c in contract.features if c in frame and pd.api.types.is_float_dtype(frame[c])]
     if not columns or frame.empty:
         return failures
     values = frame[columns].to_numpy(dtype=np.float64)
-    bound = contract.max_abs_value
+    position = [contract.features.index(c) for c in columns]
+    low, high = contract.low[position], contract.high[position]
+    scaled = (values - low) / np.maximum(high - low, 1e-12)
     value_suite = gx.ExpectationSuite(
         name=f"{split}-values",
         expectations=[
             gxe.ExpectColumnValuesToNotBeNull(column="value"),  # NaN: the range check skips it
-            gxe.ExpectColumnValuesToBeBetween(column="value", min_value=-bound, max_value=bound),
+            gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0.0, max_value=1.0),
         ],
     )
-    long = pd.DataFrame({"value": values.ravel()})
+    long = pd.DataFrame({"value": scaled.ravel()})
     outcome = _batch(context, f"{split}-values", long).validate(value_suite, result_format="COMPLETE")
     for r in outcome.results:
         if r.success:
@@ -165,13 +171,14 @@ def validate_split(frame: pd.DataFrame, split: str, contract: Contract) -> list[
         rows, positions = np.divmod(hits, len(columns))
         for j in np.unique(positions):
             bad = rows[positions == j]
+            allowed = f"; allowed [{low[j]:.6g}, {high[j]:.6g}]" if "between" in r.expectation_config.type else ""
             failures.append(
                 Failure(
                     split,
                     r.expectation_config.type,
                     columns[j],
-                    f"{bad.size} of {len(frame)} rows; values {[float(f'{v:.6g}') for v in values[bad[:SHOWN], j]]}; "
-                    f"rows {frame.index[bad[:SHOWN]].tolist()}",
+                    f"{bad.size} of {len(frame)} rows; values {[float(f'{v:.6g}') for v in values[bad[:SHOWN], j]]}"
+                    f"{allowed}; rows {frame.index[bad[:SHOWN]].tolist()}",
                 )
             )
     return failures

@@ -9,6 +9,7 @@ SPLIT_FILES = {name: DATA / f"{name}.npz" for name in ("train", "val", "test")}
 CLASSES = DATA / "classes.json"  # the class names, in label order
 RAW = Path("data/raw")  # the user's own data files (prepare.path), tracked by DVC
 
+CONTRACT = Path("data/contract.yaml")  # learnt once from train, then reviewed and versioned
 VALIDATION_REPORT = Path("reports/validation.json")
 
 TEACHER = Path("models/teacher.pt")

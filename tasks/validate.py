@@ -1,4 +1,5 @@
-"""Stage `validate`: every split against one Great Expectations suite, then leakage across splits.
+"""Stage `validate`: every split against the data contract (a Great Expectations suite made from
+data/contract.yaml, class proportions, drift from train), then leakage.
 
 Any failure stops the pipeline here, before training, with the failing expectations or rows
 named. The report is written only when everything passed: the `teacher` stage depends on it,
@@ -16,6 +17,8 @@ from kdflow.data import SPLITS, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import write_json
 from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
+from kdflow.contract import proportion_problems, psi
+from kdflow.contract import read as read_contract
 from kdflow.validation import Contract, to_frame, validate_split
 from tasks import layout
 from tasks._stage import console, main
@@ -32,30 +35,47 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.validate_
     report_path = root / layout.VALIDATION_REPORT
     report_path.unlink(missing_ok=True)
+    agreed = read_contract(root / layout.CONTRACT)
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
     # Images are checked pixel by pixel, as flat rows.
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups) for name, s in splits.items()}
     train = splits["train"]
-    contract = Contract(
-        features=[f"x{i}" for i in range(train.x.shape[1])],
-        labels=sorted(int(v) for v in np.unique(train.y)),
-        max_abs_value=cfg.max_abs_value,
-        min_rows=cfg.min_rows,
-        max_rows=cfg.max_rows,
+    low, high = agreed.bounds()
+    suite = Contract(
+        features=agreed.features, labels=list(range(len(agreed.classes))), low=low, high=high,
+        min_rows=agreed.min_rows, max_rows=agreed.max_rows,
     )
-    problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, contract)]
-    if len(contract.labels) < 2:
-        problems.append(f"train: a single class {contract.labels}: nothing to classify")
+    problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, suite)]
+    if len(np.unique(train.y)) < 2:
+        problems.append(f"train: a single class {np.unique(train.y).tolist()}: nothing to classify")
+    for name, split in splits.items():
+        problems += proportion_problems(name, split, agreed)
+    values_ok = not problems  # the checks below fit models or bins: they need valid splits
+
+    drift, warnings = {}, []
+    if values_ok:
+        for name in ("val", "test"):
+            scores = psi(train.x, splits[name].x)
+            worst = int(scores.argmax())
+            drift[name] = {"worst_feature": agreed.features[worst], "worst_psi": round(float(scores[worst]), 4)}
+            for j in np.flatnonzero(scores >= cfg.drift_warn_psi):
+                line = f"{name}.{agreed.features[j]}: drift from train, PSI {scores[j]:.3f}"
+                if scores[j] >= cfg.drift_fail_psi:
+                    problems.append(f"{line} (fail at {cfg.drift_fail_psi})")
+                else:
+                    warnings.append(f"{line} (warn at {cfg.drift_warn_psi})")
+
     limit = cfg.max_leaked_rows_shown
-    values_ok = not problems  # the checks that fit models need finite values in valid splits
     problems += [leak.describe() for leak in exact_duplicates(splits, limit)]
     if conflict := conflicting_duplicates(train, "train", limit):
         problems.append(conflict)
     problems += group_leaks(splits, limit)
     if values_ok and cfg.near_duplicate_distance is not None:
         problems += [leak.describe() for leak in near_duplicates(splits, cfg.near_duplicate_distance, limit)]
-    if values_ok and cfg.target_leak_accuracy is not None and len(contract.labels) > 1:
+    if values_ok and cfg.target_leak_accuracy is not None:
         problems += target_leaks(train, splits["val"], cfg.target_leak_accuracy)
+    for line in warnings:
+        console.print(f"[yellow]validate warning:[/] {line}", highlight=False)
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -67,12 +87,21 @@ def run(params: Params, root: Path) -> dict:
     report = {
         "passed": True,
         "rows": {name: len(s) for name, s in splits.items()},
-        "features": len(contract.features),
-        "labels": contract.labels,
-        "class_counts": {name: np.bincount(s.y, minlength=len(contract.labels)).tolist() for name, s in splits.items()},
+        "features": len(agreed.features),
+        "labels": suite.labels,
+        "classes": agreed.classes,
+        "class_counts": {name: np.bincount(s.y, minlength=len(agreed.classes)).tolist() for name, s in splits.items()},
+        "drift": drift,
+        "warnings": warnings,
     }
     write_json(report, report_path)
-    console.print(f"validate: {len(splits)} splits passed the suite; no leakage found (exact, near, group, label, target)")
+    worst = max(drift.items(), key=lambda kv: kv[1]["worst_psi"]) if drift else None
+    console.print(
+        f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
+        "no leakage (exact, near, group, label, target)"
+        + (f"; worst drift {worst[0]}.{worst[1]['worst_feature']} PSI {worst[1]['worst_psi']}" if worst else "")
+        + (f"; {len(warnings)} warning(s)" if warnings else "")
+    )
     return report
 
 

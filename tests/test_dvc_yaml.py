@@ -15,6 +15,7 @@ def paths(stage: str, kind: str) -> set[str]:
 def test_every_layout_output_is_declared_by_its_stage():
     outputs = {
         "prepare": {*map(str, layout.SPLIT_FILES.values()), str(layout.CLASSES)},
+        "contract": {str(layout.CONTRACT)},
         "validate": {str(layout.VALIDATION_REPORT)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
@@ -31,5 +32,5 @@ def test_each_stage_runs_its_module_and_depends_on_it():
     for stage, spec in STAGES.items():
         assert spec["cmd"].endswith(f"-m tasks.{stage}")
         assert f"tasks/{stage}.py" in paths(stage, "deps")
-        section = {"champion": "register.model_name"}.get(stage, stage)  # which model to look up
+        section = {"champion": "register.model_name", "contract": "validate"}.get(stage, stage)
         assert section in paths(stage, "params")

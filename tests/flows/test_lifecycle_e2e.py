@@ -53,7 +53,8 @@ def registry(root: Path) -> Registry:
 
 def test_first_run_registers_and_promotes(root):
     out = ok(kdflow(root, "run"))
-    assert "lifecycle complete" in out and "ran prepare, validate, teacher, distill, champion, evaluate, register" in out
+    assert "lifecycle complete" in out and "ran prepare, contract, validate, teacher, distill, champion, evaluate, register" in out
+    assert (root / layout.CONTRACT).read_text().startswith("# kdflow data contract")
     reg = registry(root)
     assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 1
     version = reg.version(1)
@@ -102,7 +103,7 @@ def test_second_run_skips_every_stage(root):
 def test_changing_one_param_reruns_only_downstream_stages(root):
     write_params(root, with_params(distill={**TINY["distill"], "losses": [{"name": "hinton", "temperature": 2.0}]}))
     out = ok(kdflow(root, "run"))
-    assert "ran distill, champion, evaluate, register; skipped 3" in out
+    assert "ran distill, champion, evaluate, register; skipped 4" in out
     reg = registry(root)
     assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 2
 
@@ -122,11 +123,12 @@ def test_status_and_rollback(root):
 
 
 def test_failing_validation_stops_before_training_and_registers_nothing(root):
-    raw = with_params(
-        validate={**TINY["validate"], "max_abs_value": 0.5},  # real data exceeds this
-        distill={**TINY["distill"], "losses": [{"name": "dkd"}]},  # would retrain if reached
-    )
+    raw = with_params(distill={**TINY["distill"], "losses": [{"name": "dkd"}]})  # would retrain if reached
     write_params(root, raw)
+    # Someone tightens the reviewed data contract: feature x0 must now stay within [0, 0.01].
+    agreed = yaml.safe_load((root / layout.CONTRACT).read_text())
+    agreed["low"][0], agreed["high"][0] = 0.0, 0.01
+    (root / layout.CONTRACT).write_text(yaml.safe_dump(agreed, sort_keys=False))
     student_before = (root / layout.STUDENT).read_bytes()
     result = kdflow(root, "run")
     assert result.returncode != 0

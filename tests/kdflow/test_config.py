@@ -8,7 +8,7 @@ from tests.conftest import REPO
 def test_repository_params_parse():
     params = load_params(REPO / "params.yaml")
     assert params.distill.losses[0].temperature > 0
-    assert params.validate_.max_abs_value > 0
+    assert params.validate_.value_tolerance > 0
 
 
 def test_sections_default_except_launch():

@@ -4,7 +4,10 @@ import pytest
 
 from kdflow.validation import Contract, to_frame, validate_split
 
-CONTRACT = Contract(features=["x0", "x1", "x2"], labels=[0, 1, 2], max_abs_value=10.0, min_rows=5, max_rows=1000)
+CONTRACT = Contract(
+    features=["x0", "x1", "x2"], labels=[0, 1, 2], low=np.full(3, -10.0), high=np.array([10.0, 10.0, 2.0]),
+    min_rows=5, max_rows=1000,
+)
 
 
 def good() -> pd.DataFrame:
@@ -67,3 +70,10 @@ def test_float_labels_are_rejected(label_dtype):
     frame = good().astype({"label": label_dtype})
     failure = only(validate_split(frame, "train", CONTRACT))
     assert failure.column == "label" and "dtype float64" in failure.details
+
+
+def test_each_feature_is_held_to_its_own_range():
+    frame = good()
+    frame.loc[3, "x2"] = 2.5  # inside x0's and x1's range, outside x2's
+    failure = only(validate_split(frame, "val", CONTRACT))
+    assert failure.column == "x2" and "values [2.5]; allowed [-10, 2]; rows [3]" in failure.details

@@ -9,13 +9,14 @@ from kdflow.data import Split, load_split, save_split
 from kdflow.io import read_json
 from kdflow.lineage import file_md5
 from kdflow.registry import CHALLENGER, CHAMPION, Registry
-from tasks import champion, distill, evaluate, layout, prepare, register, teacher, validate
+from tasks import champion, contract, distill, evaluate, layout, prepare, register, teacher, validate
 from tasks.validate import ValidationFailed
 
 
 @pytest.fixture
 def prepared(project, tiny_params):
     prepare.run(tiny_params, project)
+    contract.run(tiny_params, project)
     return project
 
 
@@ -177,6 +178,7 @@ def judged(project, tiny_params):
         register={"gates": gates},
     )
     prepare.run(params, project)
+    contract.run(params, project)
     validate.run(params, project)
     teacher.run(params, project)
     first = distill_and_judge(params, project)
@@ -255,11 +257,11 @@ def test_a_user_table_goes_through_prepare_and_validate(project, tiny_params):
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(frame).to_csv(project / "data/raw/churn.csv", index=False)
     params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/churn.csv",
-                                                "table": {"label": "churned", "categorical": {"plan": "onehot"}}},
-                          validate={"max_abs_value": 1000.0})  # raw units: tenure up to 59
+                                                "table": {"label": "churned", "categorical": {"plan": "onehot"}}})
     rows = prepare.run(params, project)
     assert sum(rows.values()) == 300 and read_json(project / layout.CLASSES) == {"classes": ["no", "yes"]}
     assert load_split(project / layout.SPLIT_FILES["train"]).x.shape[1] == 5  # tenure, spend, 3 plans
+    assert contract.run(params, project)["written"]
     assert validate.run(params, project)["passed"]
 
 
@@ -291,5 +293,23 @@ def test_a_group_in_two_given_splits_is_a_leak(project, tiny_params):
     params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/visits.csv",
                                                 "table": {"split_column": "part", "group_column": "patient"}})
     prepare.run(params, project)
+    contract.run(params, project)
     with pytest.raises(ValidationFailed, match=r"1 group\(s\) in both train and test: \['p0'\]"):
         validate.run(params, project)
+
+
+def test_drift_beyond_the_fail_threshold_stops_validation(prepared, tiny_params):
+    test = load_split(prepared / layout.SPLIT_FILES["test"])
+    train = load_split(prepared / layout.SPLIT_FILES["train"])
+    shifted = Split(test.x + train.x.std(0), test.y)  # every feature one standard deviation up
+    save_split(shifted, prepared / layout.SPLIT_FILES["test"])
+    with pytest.raises(ValidationFailed, match=r"test\.x\d+: drift from train, PSI \d\.\d+ \(fail at 0\.25\)"):
+        validate.run(tiny_params, prepared)
+
+
+def test_the_contract_is_learnt_once_and_then_kept(prepared, tiny_params):
+    path = prepared / layout.CONTRACT
+    edited = path.read_text().replace("proportion_tolerance: 0.1", "proportion_tolerance: 0.2")
+    path.write_text(edited)
+    assert contract.run(tiny_params, prepared) == {"written": False}
+    assert path.read_text() == edited

@@ -1,0 +1,39 @@
+"""Stage `contract`: learn the data contract from the training split, once.
+
+When `data/contract.yaml` exists this stage leaves it alone: it is a reviewed file, versioned
+in git, and every run is checked against it (stage `validate`). Delete it to learn a new one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kdflow import contract
+from kdflow.config import Params
+from kdflow.data import load_split
+from kdflow.io import read_json
+from kdflow.lineage import file_md5
+from tasks import layout
+from tasks._stage import console, main
+
+
+def run(params: Params, root: Path) -> dict:
+    path = root / layout.CONTRACT
+    if path.exists():
+        kept = contract.read(path)  # still a valid contract?
+        console.print(f"contract: keeping {layout.CONTRACT} (learnt from train {kept.learnt_from['md5'][:8]})")
+        return {"written": False}
+    cfg = params.validate_
+    train_path = root / layout.SPLIT_FILES["train"]
+    learnt = contract.learn(
+        load_split(train_path), read_json(root / layout.CLASSES)["classes"], file_md5(train_path),
+        tolerance=cfg.value_tolerance, proportion_tolerance=cfg.class_proportion_tolerance,
+        min_rows=cfg.min_rows, max_rows=cfg.max_rows,
+    )
+    contract.write(learnt, path)
+    console.print(f"contract: wrote {layout.CONTRACT} from the training split; review it and commit it")
+    return {"written": True}
+
+
+if __name__ == "__main__":
+    main("contract", run)
