@@ -16,6 +16,7 @@ def collect(root: Path) -> dict:
     return {
         "metrics": read_json(root / layout.METRICS),
         "registered": read_json(root / layout.REGISTERED),
+        "validation": read_json(root / layout.VALIDATION_REPORT),
     }
 
 
@@ -57,6 +58,25 @@ def seed_note(seeds: dict | None) -> str:
     )
 
 
+def data_lines(validation: dict | None) -> list[str]:
+    """The data verdicts: rows per split, what was checked, the worst drift, any warnings."""
+    if not validation:
+        return []
+    rows = ", ".join(f"{name} {n:,}" for name, n in validation["rows"].items())
+    lines = [
+        "## Data",
+        "",
+        f"**Passed** the data contract (schema, ranges, labels, class proportions, row counts) and the "
+        f"leakage checks (exact and near duplicates, conflicting labels, groups, target leaks). Rows: {rows}.",
+    ]
+    drift = validation.get("drift") or {}
+    if drift:
+        name, worst = max(drift.items(), key=lambda kv: kv[1]["worst_psi"])
+        lines.append(f"Worst drift from train: {name}.{worst['worst_feature']}, PSI {worst['worst_psi']}.")
+    lines += [f"- warning: {w}" for w in validation.get("warnings") or []]
+    return [*lines, ""]
+
+
 def champion_note(vs: dict | None) -> str:
     if not vs or "axes" not in vs:
         return f"No comparison with a champion: {vs['reason'] if vs else 'none was made'}."
@@ -76,6 +96,7 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         "",
         f"**Stages:** {stages}",
         "",
+        *data_lines(report.get("validation")),
         "| model | test accuracy | ECE | parameters | MACs |",
         "|---|---|---|---|---|",
         *(
