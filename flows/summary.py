@@ -67,7 +67,7 @@ def data_lines(validation: dict | None) -> list[str]:
         "## Data",
         "",
         f"**Passed** the data contract (schema, ranges, labels, class proportions, row counts) and the "
-        f"leakage checks (exact and near duplicates, conflicting labels, groups, target leaks). Rows: {rows}.",
+        f"leakage checks ({', '.join(validation.get('leakage_checks', []))}). Rows: {rows}.",
     ]
     drift = validation.get("drift") or {}
     if drift:

@@ -49,6 +49,8 @@ class DataContract(BaseModel):
     def _shapes(self) -> DataContract:
         if len(self.low) != len(self.high) or len(self.low) not in (1, len(self.features)):
             raise ValueError(f"low and high need one bound per feature ({len(self.features)}) or one for all")
+        if not all(np.isfinite(self.low)) or not all(np.isfinite(self.high)):
+            raise ValueError("bounds must be finite numbers (widen a range instead of removing it)")
         if any(lo > hi for lo, hi in zip(self.low, self.high)):
             raise ValueError("a low bound exceeds its high bound")
         if len(self.class_proportions) != len(self.classes):
@@ -73,19 +75,39 @@ def learn(train: Split, classes: list[str], train_md5: str, *, tolerance: float,
     lo, hi = x.min(0), x.max(0)
     if x.shape[1] > PER_FEATURE_LIMIT:
         lo, hi = np.array([lo.min()]), np.array([hi.max()])
-    margin = tolerance * np.maximum(hi - lo, 1e-12)
+    # A feature constant in train still gets room: tolerance x its magnitude (at least 1).
+    margin = tolerance * np.maximum(hi - lo, np.maximum(np.abs(lo), 1.0) * (hi == lo))
     counts = np.bincount(train.y, minlength=len(classes))
     return DataContract(
         learnt_from={"split": "train", "md5": train_md5, "rows": str(len(train))},
         features=[f"x{i}" for i in range(x.shape[1])],
-        low=[float(f"{v:.6g}") for v in lo - margin],
-        high=[float(f"{v:.6g}") for v in hi + margin],
+        low=[_round(v, up=False) for v in lo - margin],
+        high=[_round(v, up=True) for v in hi + margin],
         classes=classes,
         class_proportions=[round(float(c) / counts.sum(), 6) for c in counts],
         proportion_tolerance=proportion_tolerance,
         min_rows=min_rows,
         max_rows=max_rows,
     )
+
+
+def _round(value: float, up: bool) -> float:
+    """Six significant digits, rounded outwards, so that a bound never excludes what it was
+    learnt from."""
+    rounded = float(f"{value:.6g}")
+    if (up and rounded < value) or (not up and rounded > value):
+        step = 10 ** (np.floor(np.log10(abs(rounded))) - 5) if rounded else 1e-12
+        rounded = float(f"{rounded + (step if up else -step):.6g}")
+    return rounded
+
+
+def check_matches(contract: DataContract, features: int, classes: list[str], path: Path) -> None:
+    """A kept contract must describe the data at hand: the same features and classes."""
+    if len(contract.features) != features or contract.classes != classes:
+        raise ContractError(
+            f"{path} was learnt from other data ({len(contract.features)} features, classes {contract.classes[:10]}); "
+            f"the data now has {features} features and classes {classes[:10]}. Delete it to learn a new contract."
+        )
 
 
 def write(contract: DataContract, path: Path) -> None:
@@ -118,17 +140,24 @@ def proportion_problems(name: str, split: Split, contract: DataContract) -> list
 
 
 def psi(reference: np.ndarray, other: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Population stability index per feature (columns), on the reference's quantile bins:
-    sum over bins of (q - p) ln(q / p). Under 0.1: stable; 0.1-0.25: some drift; over 0.25: large.
+    """Population stability index per feature (columns): sum over bins of (q - p) ln(q / p).
+    Under 0.1: stable; 0.1-0.25: some drift; over 0.25: large.
 
-    Small samples inflate PSI (an empty bin alone adds a lot), so bin counts are smoothed by
-    one half, and a split of m rows gets at most m / 50 bins (at least 2)."""
+    A feature with at most `bins` distinct values in the reference (binary, one-hot, counts)
+    is binned by value; any other on the reference's distinct quantiles. Small samples inflate
+    PSI (an empty bin alone adds a lot), so counts are smoothed by one half, and a split of m
+    rows gets at most m / 50 bins (at least 2)."""
     bins = int(min(bins, max(2, min(len(reference), len(other)) // 50)))
-    edges = np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1], axis=0)  # [bins-1, features]
     out = np.empty(reference.shape[1])
     for j in range(reference.shape[1]):
-        p = np.bincount(np.searchsorted(edges[:, j], reference[:, j], side="right"), minlength=bins) + 0.5
-        q = np.bincount(np.searchsorted(edges[:, j], other[:, j], side="right"), minlength=bins) + 0.5
+        ref, oth = reference[:, j], other[:, j]
+        values = np.unique(ref)
+        if values.size <= bins:
+            edges = (values[1:] + values[:-1]) / 2  # one bin per value
+        else:
+            edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+        p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1) + 0.5
+        q = np.bincount(np.searchsorted(edges, oth, side="right"), minlength=edges.size + 1) + 0.5
         p, q = p / p.sum(), q / q.sum()
         out[j] = float(((q - p) * np.log(q / p)).sum())
     return out

@@ -48,12 +48,27 @@ def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, lis
     if values.isna().any():
         rows = np.flatnonzero(values.isna().to_numpy())[:SHOWN].tolist()
         raise DataError(f"{where}: {int(values.isna().sum())} row(s) without a label, rows {rows}")
-    classes = sorted(values.astype(str).unique(), key=lambda c: (len(c), c) if c.lstrip("-").isdigit() else (0, c))
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all():  # numeric labels: numeric order, and 3.0 is class "3"
+        names = numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
+        order = dict(zip(names, numbers))
+        classes = sorted(set(names), key=order.get)
+    else:
+        names = values.astype(str)
+        classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
-    return values.astype(str).map(index).to_numpy(np.int64), classes
+    return names.map(index).to_numpy(np.int64), classes
+
+
+def _no_blanks(column: pd.Series, where: str) -> None:
+    blank = column.isna() | (column.astype("string").str.strip() == "")
+    if blank.any():
+        rows = np.flatnonzero(blank.to_numpy())
+        raise DataError(f"{where}: {rows.size} empty cell(s), rows {rows[:SHOWN].tolist()}")
 
 
 def _split_values(values: pd.Series, where: str) -> np.ndarray:
+    _no_blanks(values, where)
     values = values.astype(str).str.strip().str.lower()
     bad = ~values.isin(SPLIT_NAMES)
     if bad.any():
@@ -65,13 +80,10 @@ def _split_values(values: pd.Series, where: str) -> np.ndarray:
 def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{path}: a table must be .csv or .parquet")
     try:
-        if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path)
-        elif path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, encoding="utf-8")
-        else:
-            raise DataError(f"{path}: a table must be .csv or .parquet")
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -88,6 +100,7 @@ def _encode(frame: pd.DataFrame, rules: dict[str, str], path: Path) -> pd.DataFr
     always gives the same columns."""
     out = frame.copy()
     for column, rule in rules.items():
+        _no_blanks(out[column], f"{path}: categorical column {column!r}")
         values = out.pop(column).astype(str)
         categories = sorted(values.unique())
         if rule == "ordinal":
@@ -96,6 +109,11 @@ def _encode(frame: pd.DataFrame, rules: dict[str, str], path: Path) -> pd.DataFr
             for category in categories:
                 out[f"{column}={category}"] = (values == category).astype(np.float32)
     return out
+
+
+def _groups(column: pd.Series, where: str) -> np.ndarray:
+    _no_blanks(column, where)
+    return column.astype(str).to_numpy()
 
 
 def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
@@ -138,7 +156,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         y=y,
         classes=classes,
         split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,
-        groups=frame[t.group_column].astype(str).to_numpy() if t.group_column else None,
+        groups=_groups(frame[t.group_column], f"{path}: group column {t.group_column!r}") if t.group_column else None,
     )
 
 
@@ -151,21 +169,34 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable .npz archive without pickled objects: {error}") from None
+    def pair(xs: str, ys: str) -> tuple[np.ndarray, np.ndarray]:
+        if (xs in arrays) != (ys in arrays):
+            raise DataError(f"{path}: array {xs if xs in arrays else ys} has no partner {ys if xs in arrays else xs}")
+        x_, y_ = arrays[xs], arrays[ys]
+        if x_.ndim < 2 or y_.ndim != 1 or len(x_) != len(y_):
+            raise DataError(f"{path}: {xs} has shape {list(x_.shape)} and {ys} {list(y_.shape)}: one row of {xs} per label in a 1-D {ys}")
+        return x_, y_
+
     if {"x", "y"} <= arrays.keys():
-        x, labels = arrays["x"], arrays["y"]
-        split = arrays.get("split")
-        split = _split_values(pd.Series(split), f"{path}: array 'split'") if split is not None else None
-        groups = arrays["groups"].astype(str) if "groups" in arrays else None
+        x, labels = pair("x", "y")
+        extra = {k: arrays[k] for k in ("split", "groups") if k in arrays}
+        for key, values in extra.items():
+            if values.shape != labels.shape:
+                raise DataError(f"{path}: array {key} has shape {list(values.shape)}; y has {list(labels.shape)}")
+        split = _split_values(pd.Series(extra["split"]), f"{path}: array 'split'") if "split" in extra else None
+        groups = _groups(pd.Series(extra["groups"]), f"{path}: array 'groups'") if "groups" in extra else None
     elif all(f"{a}_{s}" in arrays for a in ("x", "y") for s in ("train", "test")):
-        names = [s for s in SPLIT_NAMES if f"x_{s}" in arrays]
-        x = np.concatenate([arrays[f"x_{s}"] for s in names])
-        labels = np.concatenate([arrays[f"y_{s}"] for s in names])
-        split = np.concatenate([np.full(len(arrays[f"y_{s}"]), s) for s in names])
+        names = [s for s in SPLIT_NAMES if f"x_{s}" in arrays or f"y_{s}" in arrays]
+        parts = [pair(f"x_{s}", f"y_{s}") for s in names]
+        widths = {p[0].shape[1:] for p in parts}
+        if len(widths) > 1:
+            raise DataError(f"{path}: the x_ arrays differ in shape per row: {sorted(map(list, widths))}")
+        x = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        split = np.concatenate([np.full(len(p[1]), s) for s, p in zip(names, parts)])
         groups = None
     else:
         raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(arrays)}")
-    if len(x) != len(labels) or x.ndim < 2:
-        raise DataError(f"{path}: x has shape {list(x.shape)} and y {list(labels.shape)}: one row of x per label")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
     y, classes = _labels(labels, f"{path}: array 'y'")
@@ -178,7 +209,8 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     folder = root / cfg.path
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    classes = sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))),
+                     key=lambda name: (0, int(name), name) if name.isdigit() else (1, 0, name))
     if not classes:
         raise DataError(f"{folder}: no class folders inside")
     size = tuple(cfg.images.size) if cfg.images.size else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from kdflow import contract
 from kdflow.config import Params
 from kdflow.data import load_split
@@ -19,14 +21,18 @@ from tasks._stage import console, main
 
 def run(params: Params, root: Path) -> dict:
     path = root / layout.CONTRACT
+    train = load_split(root / layout.SPLIT_FILES["train"])
+    classes = read_json(root / layout.CLASSES)["classes"]
+    features = int(np.prod(train.x.shape[1:]))
     if path.exists():
-        kept = contract.read(path)  # still a valid contract?
-        console.print(f"contract: keeping {layout.CONTRACT} (learnt from train {kept.learnt_from['md5'][:8]})")
+        kept = contract.read(path)  # still a valid contract, and of this data?
+        contract.check_matches(kept, features, classes, path)
+        console.print(f"contract: keeping {layout.CONTRACT} (reviewed; delete it to learn a new one)")
         return {"written": False}
     cfg = params.validate_
     train_path = root / layout.SPLIT_FILES["train"]
     learnt = contract.learn(
-        load_split(train_path), read_json(root / layout.CLASSES)["classes"], file_md5(train_path),
+        train, classes, file_md5(train_path),
         tolerance=cfg.value_tolerance, proportion_tolerance=cfg.class_proportion_tolerance,
         min_rows=cfg.min_rows, max_rows=cfg.max_rows,
     )

@@ -15,9 +15,9 @@ import numpy as np
 from kdflow.config import Params
 from kdflow.data import SPLITS, Split, load_split
 from kdflow.errors import KdflowError
-from kdflow.io import write_json
+from kdflow.io import read_json, write_json
 from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
-from kdflow.contract import proportion_problems, psi
+from kdflow.contract import check_matches, proportion_problems, psi
 from kdflow.contract import read as read_contract
 from kdflow.validation import Contract, to_frame, validate_split
 from tasks import layout
@@ -37,6 +37,8 @@ def run(params: Params, root: Path) -> dict:
     report_path.unlink(missing_ok=True)
     agreed = read_contract(root / layout.CONTRACT)
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
+    check_matches(agreed, int(np.prod(splits["train"].x.shape[1:])), read_json(root / layout.CLASSES)["classes"],
+                  root / layout.CONTRACT)
     # Images are checked pixel by pixel, as flat rows.
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups) for name, s in splits.items()}
     train = splits["train"]
@@ -46,8 +48,10 @@ def run(params: Params, root: Path) -> dict:
         min_rows=agreed.min_rows, max_rows=agreed.max_rows,
     )
     problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, suite)]
-    if len(np.unique(train.y)) < 2:
-        problems.append(f"train: a single class {np.unique(train.y).tolist()}: nothing to classify")
+    missing = sorted(set(range(len(agreed.classes))) - set(np.unique(train.y).tolist()))
+    if missing:
+        names = [agreed.classes[i] for i in missing]
+        problems.append(f"train: class(es) {names} have no rows in train: the models could never predict them")
     for name, split in splits.items():
         problems += proportion_problems(name, split, agreed)
     values_ok = not problems  # the checks below fit models or bins: they need valid splits
@@ -66,13 +70,18 @@ def run(params: Params, root: Path) -> dict:
                     warnings.append(f"{line} (warn at {cfg.drift_warn_psi})")
 
     limit = cfg.max_leaked_rows_shown
+    checks = ["exact duplicates", "conflicting labels"]
     problems += [leak.describe() for leak in exact_duplicates(splits, limit)]
     if conflict := conflicting_duplicates(train, "train", limit):
         problems.append(conflict)
-    problems += group_leaks(splits, limit)
+    if any(s.groups is not None for s in splits.values()):
+        checks.append("groups")
+        problems += group_leaks(splits, limit)
     if values_ok and cfg.near_duplicate_distance is not None:
+        checks.append("near duplicates")
         problems += [leak.describe() for leak in near_duplicates(splits, cfg.near_duplicate_distance, limit)]
     if values_ok and cfg.target_leak_accuracy is not None:
+        checks.append("target leaks")
         problems += target_leaks(train, splits["val"], cfg.target_leak_accuracy)
     for line in warnings:
         console.print(f"[yellow]validate warning:[/] {line}", highlight=False)
@@ -93,12 +102,13 @@ def run(params: Params, root: Path) -> dict:
         "class_counts": {name: np.bincount(s.y, minlength=len(agreed.classes)).tolist() for name, s in splits.items()},
         "drift": drift,
         "warnings": warnings,
+        "leakage_checks": checks,
     }
     write_json(report, report_path)
     worst = max(drift.items(), key=lambda kv: kv[1]["worst_psi"]) if drift else None
     console.print(
         f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
-        "no leakage (exact, near, group, label, target)"
+        f"no leakage ({', '.join(checks)})"
         + (f"; worst drift {worst[0]}.{worst[1]['worst_feature']} PSI {worst[1]['worst_psi']}" if worst else "")
         + (f"; {len(warnings)} warning(s)" if warnings else "")
     )

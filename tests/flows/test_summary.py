@@ -47,8 +47,8 @@ def test_verdicts_table_and_champion_note():
 
 
 def test_the_data_verdicts_are_in_the_summary():
-    r = report() | {"validation": {"rows": {"train": 3600, "val": 400}, "warnings": ["val.x3: drift from train, PSI 0.120 (warn at 0.1)"],
+    r = report() | {"validation": {"rows": {"train": 3600, "val": 400}, "leakage_checks": ["exact duplicates"], "warnings": ["val.x3: drift from train, PSI 0.120 (warn at 0.1)"],
                                    "drift": {"val": {"worst_feature": "x3", "worst_psi": 0.12}, "test": {"worst_feature": "x1", "worst_psi": 0.05}}}}
     text = markdown(r, {"validate": True})
-    assert "## Data" in text and "Rows: train 3,600, val 400." in text
+    assert "## Data" in text and "leakage checks (exact duplicates). Rows: train 3,600, val 400." in text
     assert "Worst drift from train: val.x3, PSI 0.12." in text and "- warning: val.x3: drift" in text

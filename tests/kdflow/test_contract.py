@@ -53,3 +53,32 @@ def test_psi_is_small_without_drift_and_large_with_it():
     drifted = psi(reference, split(n=1000, seed=1, shift=1.0).x)
     assert drifted.min() > 0.25
     assert psi(reference, split(n=50, seed=2).x).max() < 0.1  # small samples: no false alarm
+
+
+def test_bounds_round_outwards_and_constant_features_get_room():
+    x = np.full((10, 2), 0.3, dtype=np.float32)  # float32 0.3 is 0.30000001...
+    x[:, 1] = np.linspace(123457.0, 123457.4, 10)
+    c = learn(Split(x, np.arange(10) % 2), ["a", "b"], "0" * 32, tolerance=0.0, proportion_tolerance=0.1,
+              min_rows=1, max_rows=100)
+    low, high = c.bounds()
+    assert (low <= x.min(0)).all() and (high >= x.max(0)).all()  # train always fits its own contract
+    loose = learn(Split(x, np.arange(10) % 2), ["a", "b"], "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
+                  min_rows=1, max_rows=100)
+    assert loose.low[0] < 0.3 - 0.4 and loose.high[0] > 0.3 + 0.4  # constant: 0.5 x max(|v|, 1) of room
+
+
+def test_a_kept_contract_of_other_data_is_refused(tmp_path):
+    from kdflow.contract import check_matches
+
+    c = contract_of(split())
+    check_matches(c, 3, ["a", "b", "c"], tmp_path / "c.yaml")
+    with pytest.raises(ContractError, match=r"learnt from other data \(3 features.*now has 5 features.*Delete it"):
+        check_matches(c, 5, ["a", "b", "c"], tmp_path / "c.yaml")
+
+
+def test_psi_sees_drift_in_a_rare_binary_feature():
+    rng = np.random.default_rng(0)
+    reference = (rng.uniform(size=(5000, 1)) < 0.05).astype(np.float32)  # 5 % ones
+    same = (rng.uniform(size=(1000, 1)) < 0.05).astype(np.float32)
+    drifted = (rng.uniform(size=(1000, 1)) < 0.30).astype(np.float32)  # 30 % ones
+    assert psi(reference, same)[0] < 0.05 and psi(reference, drifted)[0] > 0.25

@@ -167,3 +167,22 @@ def test_paths_are_checked_in_the_config():
         cfg(dataset="table", path="/home/me/t.csv")
     with pytest.raises(ValueError, match="is bundled: it takes no path"):
         cfg(dataset="digits", path="data/raw/x.csv")
+
+
+def test_blank_cells_and_half_pairs_and_class_order(tmp_path):
+    c = table(tmp_path, "a,colour,label\n1,red,0\n2,,1\n")
+    with pytest.raises(DataError, match=r"categorical column 'colour': 1 empty cell\(s\), rows \[1\]"):
+        load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": "onehot"}}}), tmp_path)
+    g = table(tmp_path, "a,patient,label\n1,p1,0\n2,,1\n", "g.csv")
+    with pytest.raises(DataError, match=r"group column 'patient': 1 empty cell\(s\), rows \[1\]"):
+        load(cfg(**g.model_dump() | {"table": {"group_column": "patient"}}), tmp_path)
+    np.savez(tmp_path / "data/raw/h.npz", x_train=np.ones((2, 3)), y_train=np.arange(2), x_test=np.ones((1, 3)),
+             y_test=np.arange(1), x_val=np.ones((1, 3)))
+    with pytest.raises(DataError, match="array x_val has no partner y_val"):
+        load(cfg(dataset="npz", path="data/raw/h.npz"), tmp_path)
+    np.savez(tmp_path / "data/raw/o.npz", x=np.ones((3, 2)), y=np.eye(3))
+    with pytest.raises(DataError, match=r"one row of x per label in a 1-D y"):
+        load(cfg(dataset="npz", path="data/raw/o.npz"), tmp_path)
+    np.savez(tmp_path / "data/raw/f.npz", x=np.ones((4, 2)), y=np.array([10.0, 2.0, 9.0, 2.0]))
+    loaded = load(cfg(dataset="npz", path="data/raw/f.npz"), tmp_path)
+    assert loaded.classes == ["2", "9", "10"] and loaded.y.tolist() == [2, 0, 1, 0]  # numeric order

@@ -313,3 +313,11 @@ def test_the_contract_is_learnt_once_and_then_kept(prepared, tiny_params):
     path.write_text(edited)
     assert contract.run(tiny_params, prepared) == {"written": False}
     assert path.read_text() == edited
+
+
+def test_a_class_missing_from_train_stops_validation(prepared, tiny_params):
+    train = load_split(prepared / layout.SPLIT_FILES["train"])
+    keep = train.y != 9
+    save_split(Split(train.x[keep], train.y[keep]), prepared / layout.SPLIT_FILES["train"])
+    with pytest.raises(ValidationFailed, match=r"class\(es\) \['9'\] have no rows in train"):
+        validate.run(tiny_params, prepared)
