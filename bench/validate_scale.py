@@ -31,7 +31,7 @@ from kdflow.config import ValidateConfig
 from kdflow.contract import learn, proportion_problems, psi
 from kdflow.data import Split
 from kdflow.leakage import exact_duplicates, near_duplicates
-from kdflow.validation import Contract, to_frame, validate_split
+from kdflow.validation import to_frame, validate_split
 
 RESULT = Path(__file__).resolve().parent / "results" / "validate_scale.json"
 
@@ -46,9 +46,7 @@ def full_validation(rows: int) -> dict:
     start = time.perf_counter()
     agreed = learn(splits["train"], [str(i) for i in range(10)], "bench", tolerance=0.5, proportion_tolerance=0.1,
                    min_rows=1, max_rows=10_000_000)
-    low, high = agreed.bounds()
-    suite = Contract(agreed.features, list(range(10)), low, high, agreed.min_rows, agreed.max_rows)
-    failures = [f for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, suite)]
+    failures = [f for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, agreed)]
     t_suite = time.perf_counter() - start
     problems = [p for name, s in splits.items() for p in proportion_problems(name, s, agreed)]
     drift = {name: float(psi(splits["train"].x, splits[name].x).max()) for name in ("val", "test")}

@@ -57,6 +57,11 @@ class DataContract(BaseModel):
             raise ValueError("class_proportions needs one entry per class")
         return self
 
+    @property
+    def labels(self) -> list[int]:
+        """The label values a split may hold: indices into `classes`."""
+        return list(range(len(self.classes)))
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature arrays (low, high)."""
         n = len(self.features)

@@ -22,6 +22,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from kdflow.errors import KdflowError
+from kdflow.io import atomic_path
+from kdflow.lineage import file_md5
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "kdflow.champion_history"
@@ -132,9 +134,6 @@ class Registry:
 
     def download_checkpoint(self, version: ModelVersion, destination: Path) -> Path:
         """The version's kdflow checkpoint, checked against the MD5 recorded at registration."""
-        from kdflow.io import atomic_path
-        from kdflow.lineage import file_md5
-
         run_id = self.run_id(version)
         with tempfile.TemporaryDirectory() as scratch:
             try:

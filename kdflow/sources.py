@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from kdflow.config import PrepareConfig
+from kdflow.data import Split, make_mnist1d
 from kdflow.errors import KdflowError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -41,6 +42,10 @@ class Loaded:
     classes: list[str]
     split: np.ndarray | None = None  # per row: "train", "val" or "test", when the user split
     groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
+
+    def rows(self, index: np.ndarray) -> Split:
+        """These rows as a split."""
+        return Split(self.x[index], self.y[index], None if self.groups is None else self.groups[index])
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -249,8 +254,6 @@ def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
 
 
 def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:
-    from kdflow.data import make_mnist1d
-
     data = make_mnist1d(cfg.num_samples, cfg.seed)
     return Loaded(data.x, data.y, [str(i) for i in range(10)])
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdflow.contract import DataContract
+
 with warnings.catch_warnings():
     # GX imports the deprecated `sre_constants`/`sre_parse` (Python >= 3.11); harmless, but it
     # would be fatal under `-W error`.
@@ -48,19 +50,6 @@ class Failure:
     def __str__(self) -> str:
         where = f"{self.split}.{self.column}" if self.column else self.split
         return f"{where}: {self.expectation}: {self.details}"
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What every split must satisfy: its schema, each feature's value range, its label set,
-    its size (built from the data contract, `kdflow.contract`)."""
-
-    features: list[str]
-    labels: list[int]
-    low: np.ndarray  # per feature
-    high: np.ndarray
-    min_rows: int
-    max_rows: int
 
 
 def to_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
@@ -120,7 +109,7 @@ def _describe(result: Any, frame: pd.DataFrame) -> str:
     return "failed"
 
 
-def validate_split(frame: pd.DataFrame, split: str, contract: Contract) -> list[Failure]:
+def validate_split(frame: pd.DataFrame, split: str, contract: DataContract) -> list[Failure]:
     """Run the suite over one split; an empty list means it passed."""
     context = _context()
     failures: list[Failure] = []
@@ -153,7 +142,7 @@ def validate_split(frame: pd.DataFrame, split: str, contract: Contract) -> list[
         return failures
     values = frame[columns].to_numpy(dtype=np.float64)
     position = [contract.features.index(c) for c in columns]
-    low, high = contract.low[position], contract.high[position]
+    low, high = (bound[position] for bound in contract.bounds())
     scaled = (values - low) / np.maximum(high - low, 1e-12)
     value_suite = gx.ExpectationSuite(
         name=f"{split}-values",

@@ -17,6 +17,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
 from kdflow.lineage import file_md5
 from kdflow.settings import ProjectNotFound, configure, find_root
+from tasks import layout
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -53,8 +54,6 @@ def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
 
 def candidate_lineage(root: Path) -> dict[str, str]:
     """The MD5 of every artifact the candidate is made of (see `layout.LINEAGE_FILES`)."""
-    from tasks import layout
-
     return {name: file_md5(root / path) for name, path in layout.LINEAGE_FILES.items()}
 
 

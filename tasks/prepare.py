@@ -39,11 +39,7 @@ def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed:
         groups = loaded.groups[trainval] if loaded.groups is not None else None
         keep, held = holdout_indices(loaded.y[trainval], val_fraction, seed + 1, groups)
         train, val = trainval[keep], trainval[held]
-    groups = (lambda rows: None) if loaded.groups is None else (lambda rows: loaded.groups[rows])  # noqa: E731
-    return {
-        name: Split(loaded.x[rows], loaded.y[rows], groups(rows))
-        for name, rows in (("train", train), ("val", val), ("test", test))
-    }
+    return {name: loaded.rows(rows) for name, rows in (("train", train), ("val", val), ("test", test))}
 
 
 def run(params: Params, root: Path) -> dict[str, int]:

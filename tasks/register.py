@@ -116,7 +116,8 @@ def run(params: Params, root: Path) -> dict:
 
     # Decide first, then write the report, and only then touch the aliases and tags: a report
     # that cannot be drawn leaves the champion as it was.
-    tags = registry.version(version).tags
+    current = registry.version(version)
+    tags = current.tags
     champion = registry.alias(CHAMPION)
     is_champion = champion is not None and int(champion.version) == int(version)
     rolled_back = "kdflow.rolled_back_at" in tags
@@ -154,7 +155,7 @@ def run(params: Params, root: Path) -> dict:
             console.print(f"register: version {version} failed a gate; 'champion' unchanged")
 
         # Logged again when a version is judged again, so its run holds the latest verdicts.
-        run_id = registry.run_id(registry.version(version))
+        run_id = registry.run_id(current)
         registry.client.log_artifacts(run_id, str(figures), "plots")
         registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
     console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")

@@ -19,7 +19,7 @@ from kdflow.io import read_json, write_json
 from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
 from kdflow.contract import check_matches, proportion_problems, psi
 from kdflow.contract import read as read_contract
-from kdflow.validation import Contract, to_frame, validate_split
+from kdflow.validation import to_frame, validate_split
 from tasks import layout
 from tasks._stage import console, main
 
@@ -42,12 +42,7 @@ def run(params: Params, root: Path) -> dict:
     # Images are checked pixel by pixel, as flat rows.
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups) for name, s in splits.items()}
     train = splits["train"]
-    low, high = agreed.bounds()
-    suite = Contract(
-        features=agreed.features, labels=list(range(len(agreed.classes))), low=low, high=high,
-        min_rows=agreed.min_rows, max_rows=agreed.max_rows,
-    )
-    problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, suite)]
+    problems = [str(f) for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, agreed)]
     missing = sorted(set(range(len(agreed.classes))) - set(np.unique(train.y).tolist()))
     if missing:
         names = [agreed.classes[i] for i in missing]
@@ -97,7 +92,7 @@ def run(params: Params, root: Path) -> dict:
         "passed": True,
         "rows": {name: len(s) for name, s in splits.items()},
         "features": len(agreed.features),
-        "labels": suite.labels,
+        "labels": agreed.labels,
         "classes": agreed.classes,
         "class_counts": {name: np.bincount(s.y, minlength=len(agreed.classes)).tolist() for name, s in splits.items()},
         "drift": drift,

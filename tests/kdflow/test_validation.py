@@ -2,11 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdflow.validation import Contract, to_frame, validate_split
+from kdflow.contract import DataContract
+from kdflow.validation import to_frame, validate_split
 
-CONTRACT = Contract(
-    features=["x0", "x1", "x2"], labels=[0, 1, 2], low=np.full(3, -10.0), high=np.array([10.0, 10.0, 2.0]),
-    min_rows=5, max_rows=1000,
+CONTRACT = DataContract(
+    learnt_from={}, features=["x0", "x1", "x2"], low=[-10.0, -10.0, -10.0], high=[10.0, 10.0, 2.0],
+    classes=["0", "1", "2"], class_proportions=[1 / 3] * 3, proportion_tolerance=1.0, min_rows=5, max_rows=1000,
 )
 
 
