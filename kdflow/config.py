@@ -107,6 +107,10 @@ class ModelSpec(_Strict):
 
     name: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # Standardise each input value with the training split's mean and standard deviation,
+    # inside the model (so its checkpoint, ONNX form and registered version take raw inputs):
+    # for tables whose columns come in different units.
+    standardize: bool = False
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
@@ -169,6 +173,8 @@ class TeacherConfig(_Strict):
             raise ValueError("path is only for an imported teacher (source: checkpoint or torchscript)")
         if self.source != "train" and not self.path:
             raise ValueError(f"source {self.source!r} needs a path under teacher_import/")
+        if self.source != "train" and self.model.standardize:
+            raise ValueError("model.standardize is for a teacher trained here: an imported one brings its own input handling")
         if self.path and not self.path.startswith("teacher_import/"):
             raise ValueError("path must lie under teacher_import/ (tracked as a DVC dependency)")
         return self

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,6 +113,34 @@ class ResNet(nn.Module):
 ZOO: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn1d": CNN1D, "resnet": ResNet}
 
 
+class Standardized(nn.Module):
+    """A model behind a fixed standardisation of its input: the training split's mean and
+    standard deviation per input value, kept as buffers, so that the checkpoint, the ONNX form
+    and the registered model all take raw inputs (`ModelSpec.standardize`)."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.zeros(list(input_shape)))
+        self.register_buffer("std", torch.ones(list(input_shape)))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> Standardized:
+        x = x.double()
+        std = x.std(0, unbiased=False)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))  # a constant input stays as it is
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def named_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's named layers, as its spec's author names them (inside any standardisation)."""
+    return dict((model.model if isinstance(model, Standardized) else model).named_modules())
+
+
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
     """A zoo name, or ``package.module:function`` imported from the user's code."""
     if name in ZOO:
@@ -127,10 +156,13 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
 
 
 def build_model(
-    spec: ModelSpec, input_shape: Sequence[int], num_classes: int, seed: int | None = None
+    spec: ModelSpec, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
+    inputs: np.ndarray | None = None,
 ) -> nn.Module:
     """Build a model; with `seed`, its initial weights depend on nothing else (the global
-    RNG is left as it was), so a student and its control start from identical weights."""
+    RNG is left as it was), so a student and its control start from identical weights.
+    With `spec.standardize`, the model standardises its input with the statistics of `inputs`
+    (the training split), or with those its checkpoint will load."""
     factory = resolve_factory(spec.name)
     try:
         with torch.random.fork_rng(enabled=seed is not None):
@@ -141,6 +173,10 @@ def build_model(
         raise ValueError(f"model {spec.name!r}: bad kwargs {spec.kwargs}: {error}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if spec.standardize:
+        model = Standardized(model, input_shape)
+        if inputs is not None:
+            model.fit(torch.from_numpy(np.asarray(inputs)))
     return model
 
 

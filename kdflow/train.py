@@ -30,7 +30,7 @@ from kdflow.config import TrainConfig
 from kdflow.data import Split
 from kdflow.io import atomic_path
 from kdflow.losses import DistillationLoss
-from kdflow.models import for_inference
+from kdflow.models import for_inference, named_layers
 
 
 @dataclass
@@ -56,7 +56,7 @@ class FeatureTap:
     """Forward hooks that keep the outputs of named layers (for FitNets hints)."""
 
     def __init__(self, model: nn.Module, layers: set[str], role: str):
-        modules = dict(model.named_modules())
+        modules = named_layers(model)
         missing = sorted(layers - modules.keys())
         if missing:
             known = ", ".join(name for name in modules if name) or "(none)"

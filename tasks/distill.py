@@ -76,7 +76,7 @@ def train_control(cfg, seed: int, shape, num_classes: int, train: Split, val: Sp
     Runs in a second process beside the student when `distill.parallel_control` allows."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    model = build_model(cfg.student, shape, num_classes, seed=seed)
+    model = build_model(cfg.student, shape, num_classes, seed=seed, inputs=train.x)
     return fit(
         model, train, val, cfg.train.model_copy(update={"seed": seed}), label=f"control seed {seed}",
         state_path=root / layout.STATE / f"control_seed{seed}.pt", run_key=key + "control",
@@ -107,7 +107,7 @@ def run(params: Params, root: Path) -> dict:
             job = (cfg, seed, shape, num_classes, train, val, root, key)
             control = pool.apply_async(train_control, job) if pool else None
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits)
-            model = build_model(cfg.student, shape, num_classes, seed=seed)
+            model = build_model(cfg.student, shape, num_classes, seed=seed, inputs=train.x)
             results["student"][seed] = fit(
                 model, train, val, cfg.train.model_copy(update={"seed": seed}), teaching=teaching,
                 label=f"student seed {seed}", state_path=root / layout.STATE / f"student_seed{seed}.pt",

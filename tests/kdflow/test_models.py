@@ -129,3 +129,32 @@ def test_for_inference_folds_batchnorm_without_changing_outputs():
     x = torch.randn(5, 40)
     assert torch.allclose(fused(x), model(x), atol=1e-5)
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+
+
+def test_a_standardized_model_takes_raw_inputs_and_keeps_its_statistics(tmp_path):
+    from kdflow.models import named_layers
+
+    rng = torch.Generator().manual_seed(0)
+    raw = torch.randn(500, 3, generator=rng) * torch.tensor([1.0, 1000.0, 0.001]) + torch.tensor([0.0, 50_000.0, 5.0])
+    raw[:, 0] = 7.0  # a constant column stays as it is instead of dividing by zero
+    spec = ModelSpec(name="mlp", kwargs={"hidden": [8]}, standardize=True)
+    model = build_model(spec, [3], 2, seed=0, inputs=raw.numpy()).eval()
+    inner = model.model
+    expected = inner((raw - raw.mean(0)) / torch.where(raw.std(0) > 0, raw.std(0, unbiased=False), 1.0))
+    assert torch.allclose(model(raw), expected, atol=1e-4)
+    plain = build_model(ModelSpec(name="mlp", kwargs={"hidden": [8]}), [3], 2, seed=0)
+    assert torch.equal(plain.net[0].weight, inner.net[0].weight)  # same start as without it
+    assert "net.0" in named_layers(model)  # hint layers keep the names of the model's own spec
+
+    save_checkpoint(tmp_path / "s.pt", model, spec, [3], 2)
+    back, _ = load_checkpoint(tmp_path / "s.pt")
+    assert torch.equal(back(raw), model(raw))  # the statistics travel with the weights
+    assert torch.equal(for_inference(back)(raw), model(raw))
+
+
+def test_an_imported_teacher_cannot_be_standardized():
+    from kdflow.config import TeacherConfig
+
+    with pytest.raises(ValueError, match="brings its own input handling"):
+        TeacherConfig.model_validate({"source": "checkpoint", "path": "teacher_import/t.pt",
+                                      "model": {"name": "mlp", "standardize": True}})
