@@ -79,12 +79,17 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
         return np.flatnonzero(~mask), np.flatnonzero(mask)
     from sklearn.model_selection import StratifiedGroupKFold
 
-    folds = max(2, round(1 / fraction))
-    if len(np.unique(groups)) < folds:
-        raise ValueError(f"{len(np.unique(groups))} group(s) cannot be split {folds} ways: too few groups for a {fraction:.0%} holdout")
+    count = len(np.unique(groups))
+    if count < 2:
+        raise ValueError(f"{count} group(s) cannot be split: a grouped holdout needs at least 2 groups")
+    # `held` of `folds` equal folds, as close to `fraction` as up to 20 folds (and the number
+    # of groups) allow: 0.2 is 1 of 5, 0.7 is 7 of 10, 0.15 is 3 of 20.
+    options = [(k, min(max(1, round(fraction * k)), k - 1)) for k in range(2, min(20, count) + 1)]
+    folds, held_folds = min(options, key=lambda o: (abs(o[1] / o[0] - fraction), o[0]))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    kept, held = next(splitter.split(np.zeros(len(y)), y, groups))
-    return np.sort(kept), np.sort(held)
+    tests = [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
+    held = np.sort(np.concatenate(tests[:held_folds]))
+    return np.setdiff1d(np.arange(len(y)), held), held
 
 
 def save_split(split: Split, path: str | Path) -> None:

@@ -42,3 +42,16 @@ def test_save_load_roundtrip_leaves_no_temporary_files(tmp_path):
     np.testing.assert_array_equal(back.x, split.x)
     np.testing.assert_array_equal(back.y, split.y)
     assert [p.name for p in path.parent.iterdir()] == ["s.npz"]
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.2, 0.5, 0.7])
+def test_a_grouped_holdout_keeps_groups_whole_and_holds_out_about_the_fraction(fraction):
+    from kdflow.data import holdout_indices
+
+    groups = np.repeat(np.arange(200), 5).astype(str)  # 200 patients, 5 rows each
+    y = np.random.default_rng(0).integers(0, 2, 1000)
+    keep, held = holdout_indices(y, fraction, 0, groups)
+    assert not set(groups[keep]) & set(groups[held]) and sorted([*keep, *held]) == list(range(1000))
+    assert abs(len(held) / 1000 - fraction) < 0.03
+    with pytest.raises(ValueError, match="needs at least 2 groups"):
+        holdout_indices(y, fraction, 0, np.full(1000, "one"))
