@@ -67,7 +67,7 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
             message = f"stage {stage!r} failed; later stages did not run (see its message above)"
             create_markdown_artifact(
                 key="kdflow-summary",
-                markdown=summary.failure_markdown(stage, ran),
+                markdown=summary.failure_markdown(stage, ran, summary.validation_report(Path(root))),
                 description="kdflow lifecycle summary",
             )
             return Failed(message=message)

@@ -9,6 +9,12 @@ from tasks import layout
 
 # Every model and deployable form evaluate may score, in the order people read them.
 ROLES = ("teacher", "student", "control", "champion", "student_onnx", "student_int8")
+SHOWN_PROBLEMS = 25
+
+
+def validation_report(root: Path) -> dict | None:
+    path = root / layout.VALIDATION_REPORT
+    return read_json(path) if path.exists() else None
 
 
 def collect(root: Path) -> dict:
@@ -120,7 +126,9 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def failure_markdown(failed: str, ran: dict[str, bool]) -> str:
+def failure_markdown(failed: str, ran: dict[str, bool], validation: dict | None = None) -> str:
+    """Which stage failed and what that means for the registry; for a failed validation, its
+    problems (`validation`: the stage's report) and where its Data Docs are."""
     done = ", ".join(f"{s} ({'ran' if r else 'skipped'})" for s, r in ran.items()) or "none"
     if failed == "register":
         registry = (
@@ -129,4 +137,13 @@ def failure_markdown(failed: str, ran: dict[str, bool]) -> str:
         )
     else:
         registry = "No later stage ran, and the registry was not changed."
-    return f"# kdflow lifecycle: FAILED\n\nStage **{failed}** failed. {registry}\n\nStages before it: {done}\n"
+    text = f"# kdflow lifecycle: FAILED\n\nStage **{failed}** failed. {registry}\n\nStages before it: {done}\n"
+    if failed == "validate" and validation and not validation.get("passed"):
+        problems = validation.get("problems") or []
+        text += (
+            f"\n## Data\n\n**Failed** with {len(problems)} problem(s):\n\n"
+            + "".join(f"- {p}\n" for p in problems[:SHOWN_PROBLEMS])
+            + (f"- ... and {len(problems) - SHOWN_PROBLEMS} more\n" if len(problems) > SHOWN_PROBLEMS else "")
+            + f"\nGreat Expectations Data Docs: `{validation.get('data_docs')}`\n"
+        )
+    return text

@@ -32,9 +32,18 @@ class TableConfig(_Strict):
 
     label: str = Field(default="label", min_length=1)
     features: list[str] | None = None  # default: every column but label, split and group
-    categorical: dict[str, Literal["onehot", "ordinal"]] = Field(default_factory=dict)
+    # column: onehot, ordinal (categories in sorted order), or the categories in their order
+    # (ordinal codes 0, 1, 2... in that order, e.g. [small, medium, large])
+    categorical: dict[str, Literal["onehot", "ordinal"] | list[str]] = Field(default_factory=dict)
     split_column: str | None = None  # values train / val / test: the user's own split
     group_column: str | None = None  # rows of one group (patient, user...) stay in one split
+
+    @model_validator(mode="after")
+    def _orders(self) -> TableConfig:
+        for column, rule in self.categorical.items():
+            if isinstance(rule, list) and (len(rule) < 2 or len(set(rule)) != len(rule)):
+                raise ValueError(f"categorical.{column}: a declared order needs two or more distinct categories")
+        return self
 
 
 class ImageConfig(_Strict):
@@ -42,6 +51,7 @@ class ImageConfig(_Strict):
 
     size: tuple[PositiveInt, PositiveInt] | None = None  # (height, width); None: all must match
     mode: Literal["L", "RGB"] = "L"  # grayscale or colour
+    background: Annotated[int, Field(ge=0, le=255)] = 255  # grey level under transparent pixels
 
 
 RAW = "data/raw/"  # the user's own files live here (a DVC dependency of prepare)

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kdflow.data import Split
+from kdflow.data import Schema, Split
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
 
@@ -36,7 +36,8 @@ class DataContract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     learnt_from: dict[str, str]  # which training split (its MD5) the contract came from
-    features: list[str] = Field(min_length=1)
+    features: list[str] = Field(min_length=1)  # names, in the order of the prepared arrays
+    label: str = Field(default="label", min_length=1)
     low: list[float]  # allowed range per feature (one value: the same for all), tolerance included
     high: list[float]
     classes: list[str] = Field(min_length=2)  # label i is classes[i]
@@ -55,6 +56,8 @@ class DataContract(BaseModel):
             raise ValueError("a low bound exceeds its high bound")
         if len(self.class_proportions) != len(self.classes):
             raise ValueError("class_proportions needs one entry per class")
+        if len(set(self.features)) != len(self.features) or self.label in self.features:
+            raise ValueError("feature names must be unique and differ from the label's")
         return self
 
     @property
@@ -68,9 +71,10 @@ class DataContract(BaseModel):
         return np.resize(np.asarray(self.low, float), n), np.resize(np.asarray(self.high, float), n)
 
 
-def learn(train: Split, classes: list[str], train_md5: str, *, tolerance: float, proportion_tolerance: float,
+def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, proportion_tolerance: float,
           min_rows: int, max_rows: int) -> DataContract:
     """Ranges widened by `tolerance` times each feature's range on each side."""
+    classes = schema.classes
     present = np.unique(train.y)
     if present.size < 2:
         raise ContractError(f"the training split has a single class ({[classes[i] for i in present]}): nothing to classify")
@@ -85,7 +89,8 @@ def learn(train: Split, classes: list[str], train_md5: str, *, tolerance: float,
     counts = np.bincount(train.y, minlength=len(classes))
     return DataContract(
         learnt_from={"split": "train", "md5": train_md5, "rows": str(len(train))},
-        features=[f"x{i}" for i in range(x.shape[1])],
+        features=schema.features,
+        label=schema.label,
         low=[_round(v, up=False) for v in lo - margin],
         high=[_round(v, up=True) for v in hi + margin],
         classes=classes,
@@ -106,13 +111,28 @@ def _round(value: float, up: bool) -> float:
     return rounded
 
 
-def check_matches(contract: DataContract, features: int, classes: list[str], path: Path) -> None:
-    """A kept contract must describe the data at hand: the same features and classes."""
-    if len(contract.features) != features or contract.classes != classes:
-        raise ContractError(
-            f"{path} was learnt from other data ({len(contract.features)} features, classes {contract.classes[:10]}); "
-            f"the data now has {features} features and classes {classes[:10]}. Delete it to learn a new contract."
+def check_matches(contract: DataContract, schema: Schema, path: Path) -> None:
+    """A kept contract must describe the data at hand: the same features, label and classes."""
+    differences = [
+        f"{what}: the contract has {_outline(theirs)}, the data {_outline(ours)}"
+        for what, theirs, ours in (
+            ("features", contract.features, schema.features),
+            ("label", [contract.label], [schema.label]),
+            ("classes", contract.classes, schema.classes),
         )
+        if theirs != ours
+    ]
+    if differences:
+        raise ContractError(
+            f"{path} was learnt from other data ({'; '.join(differences)}). "
+            "Delete it to learn a new contract, or edit it if the change is meant."
+        )
+
+
+def _outline(names: list[str], shown: int = 8) -> str:
+    if len(names) == 1:
+        return repr(names[0])
+    return f"{len(names)} {names[:shown]}"[:-1] + (", ...]" if len(names) > shown else "]")
 
 
 def write(contract: DataContract, path: Path) -> None:
@@ -130,9 +150,14 @@ def read(path: Path) -> DataContract:
         raise ContractError(f"{path}: not a valid data contract: {error}") from None
 
 
+def class_counts(y: np.ndarray, classes: int) -> np.ndarray:
+    """Rows per class; labels outside 0..classes-1 (reported by the suite) are not counted."""
+    return np.bincount(y[(y >= 0) & (y < classes)], minlength=classes)
+
+
 def proportion_problems(name: str, split: Split, contract: DataContract) -> list[str]:
     """Classes whose share of the split differs from the contract's by more than its tolerance."""
-    counts = np.bincount(split.y, minlength=len(contract.classes))[: len(contract.classes)]
+    counts = class_counts(split.y, len(contract.classes))
     shares = counts / max(1, counts.sum())
     problems = []
     for i, (share, expected) in enumerate(zip(shares, contract.class_proportions)):

@@ -1,18 +1,21 @@
 """Datasets as plain arrays: generation of the bundled MNIST-1D, splitting, and NPZ I/O.
 
 A split is a pair of arrays: ``x`` (float32; ``[n, features]`` for signals and tables,
-``[n, channels, height, width]`` for images) and ``y`` (int64 labels, ``[n]``).
+``[n, channels, height, width]`` for images) and ``y`` (int64 labels, ``[n]``). The `Schema`
+names what the arrays hold: each feature (flattened in C order), the label and the classes.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kdflow.io import atomic_path
+from kdflow.io import atomic_path, read_json, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -35,6 +38,33 @@ class Split:
     @property
     def sample_shape(self) -> list[int]:
         return list(self.x.shape[1:])
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What the prepared arrays mean, in the user's own words: messages and the data contract
+    name features and the label by these names."""
+
+    features: list[str]  # one name per value of a flattened sample
+    label: str
+    classes: list[str]  # label i is classes[i]
+
+    def save(self, path: str | Path) -> None:
+        write_json(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        return cls(**read_json(path))
+
+
+def feature_names(sample_shape: Sequence[int]) -> list[str]:
+    """Names for unnamed features: x0, x1... for signals; pixel_<row>_<col> (or red_, green_,
+    blue_... per channel) for images, as scikit-learn names its digits' pixels."""
+    if len(sample_shape) != 3:
+        return [f"x{i}" for i in range(math.prod(sample_shape))]
+    channels, height, width = sample_shape
+    prefixes = {1: ["pixel"], 3: ["red", "green", "blue"]}.get(channels, [f"channel{c}" for c in range(channels)])
+    return [f"{p}_{r}_{c}" for p in prefixes for r in range(height) for c in range(width)]
 
 
 def make_mnist1d(num_samples: int, seed: int) -> Split:

@@ -81,9 +81,11 @@ def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
     return problems
 
 
-def target_leaks(train: Split, val: Split, max_accuracy: float, max_rows: int = 50_000, seed: int = 0) -> list[str]:
+def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str] | None = None,
+                 max_rows: int = 50_000, seed: int = 0) -> list[str]:
     """Features that predict the label almost perfectly on their own: a one-feature decision
-    stump fitted on train (at most `max_rows` of it) and scored on validation."""
+    stump fitted on train (at most `max_rows` of it) and scored on validation. `names` are
+    the features' names (default x0, x1...)."""
     from sklearn.tree import DecisionTreeClassifier
 
     x, y = train.x.reshape(len(train.x), -1), train.y
@@ -104,7 +106,7 @@ def target_leaks(train: Split, val: Split, max_accuracy: float, max_rows: int = 
         if accuracy >= max_accuracy:
             found.append((j, accuracy))
     return [
-        f"feature x{j} alone predicts the label with balanced validation accuracy {acc:.4f} (limit {max_accuracy}): "
+        f"feature {names[j] if names else f'x{j}'!r} alone predicts the label with balanced validation accuracy {acc:.4f} (limit {max_accuracy}): "
         "a target leak?"
         for j, acc in found
     ]

@@ -10,6 +10,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+import yaml
+
 
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
@@ -29,6 +31,17 @@ def git_state(root: Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD") or "unknown"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+
+
+def dvc_recorded_hash(root: Path, stage: str, path: str) -> str | None:
+    """The hash DVC recorded in `dvc.lock` for a dependency of a stage (a folder's ends in
+    ``.dir``), or None when that stage has not run under DVC."""
+    try:
+        lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+    except (FileNotFoundError, yaml.YAMLError):
+        return None
+    deps = ((lock.get("stages") or {}).get(stage) or {}).get("deps") or []
+    return next((d.get("md5") for d in deps if isinstance(d, dict) and d.get("path") == path), None)
 
 
 def fingerprint(hashes: dict[str, str]) -> str:

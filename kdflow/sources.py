@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from kdflow.config import PrepareConfig
-from kdflow.data import Split, make_mnist1d
+from kdflow.data import Schema, Split, feature_names, make_mnist1d
 from kdflow.errors import KdflowError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -40,12 +40,18 @@ class Loaded:
     x: np.ndarray
     y: np.ndarray  # int64 indices into `classes`
     classes: list[str]
+    features: list[str] | None = None  # names of the flattened features; None: x0, x1... or pixels
+    label: str = "label"
     split: np.ndarray | None = None  # per row: "train", "val" or "test", when the user split
     groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
 
     def rows(self, index: np.ndarray) -> Split:
         """These rows as a split."""
         return Split(self.x[index], self.y[index], None if self.groups is None else self.groups[index])
+
+    @property
+    def schema(self) -> Schema:
+        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes)
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -100,14 +106,23 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _encode(frame: pd.DataFrame, rules: dict[str, str], path: Path) -> pd.DataFrame:
-    """Categorical columns by their declared rule; categories in sorted order, so the same data
-    always gives the same columns."""
+def _encode(frame: pd.DataFrame, rules: dict[str, str | list[str]], path: Path) -> pd.DataFrame:
+    """Categorical columns by their declared rule: one-hot or ordinal codes, the categories in
+    sorted order (so the same data always gives the same columns) or in the declared order."""
     out = frame.copy()
     for column, rule in rules.items():
         _no_blanks(out[column], f"{path}: categorical column {column!r}")
-        values = out.pop(column).astype(str)
+        values = out.pop(column).astype(str).str.strip()
         categories = sorted(values.unique())
+        if isinstance(rule, list):
+            unknown = ~values.isin(rule)
+            if unknown.any():
+                rows = np.flatnonzero(unknown.to_numpy())
+                raise DataError(
+                    f"{path}: categorical column {column!r} has {rows.size} value(s) outside its declared order "
+                    f"{rule}: {sorted(set(values[unknown]))[:SHOWN]} in rows {rows[:SHOWN].tolist()}"
+                )
+            categories, rule = rule, "ordinal"
         if rule == "ordinal":
             out[column] = pd.Categorical(values, categories=categories).codes.astype(np.float32)
         else:
@@ -147,6 +162,9 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
             f"{path}: column {column!r} has {rows.size} value(s) that are not numbers, e.g. {values} in rows "
             f"{rows[:SHOWN].tolist()}; declare it in prepare.table.categorical if it is a category"
         )
+    clashes = sorted({c for c in numeric.columns if list(numeric.columns).count(c) > 1})
+    if clashes:
+        raise DataError(f"{path}: feature name(s) {clashes} occur twice after encoding the categorical columns; rename a column")
     x = numeric.to_numpy(np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -160,6 +178,8 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         x=x,
         y=y,
         classes=classes,
+        features=[str(c) for c in numeric.columns],
+        label=t.label,
         split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,
         groups=_groups(frame[t.group_column], f"{path}: group column {t.group_column!r}") if t.group_column else None,
     )
@@ -205,11 +225,36 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
     y, classes = _labels(labels, f"{path}: array 'y'")
-    return Loaded(x.astype(np.float32), y, classes, split, groups)
+    return Loaded(x.astype(np.float32), y, classes, split=split, groups=groups)
+
+
+def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int) -> np.ndarray:
+    """One image as float32 in [0, 1], ``[height, width]`` or ``[height, width, 3]``.
+
+    16-bit greyscale is scaled by 65535 (Pillow's plain conversion to 8 bits would clip every
+    value above 255 to white); a transparent image is laid over the `background` grey level
+    first (a plain conversion would drop the alpha channel and keep whatever colour the
+    transparent pixels happen to hold)."""
+    from PIL import Image
+
+    with Image.open(file) as image:
+        if image.mode.startswith("I"):  # I;16, I;16B... (16-bit PNG), I
+            deep = image.convert("I").convert("F")
+            if size is not None:
+                deep = deep.resize(size[::-1], Image.Resampling.BILINEAR)
+            array = np.clip(np.asarray(deep, dtype=np.float32) / 65535.0, 0.0, 1.0)
+            return np.repeat(array[..., None], 3, axis=-1) if mode == "RGB" else array
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (background,) * 3 + (255,)), rgba)
+        image = image.convert(mode)
+        if size is not None:
+            image = image.resize(size[::-1], Image.Resampling.BILINEAR)  # size is (height, width)
+        return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     folder = root / cfg.path
     if not folder.is_dir():
@@ -226,11 +271,7 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
             raise DataError(f"{folder / name}: no PNG or JPEG files")
         for file in files:
             try:
-                with Image.open(file) as image:
-                    image = image.convert(cfg.images.mode)
-                    if size is not None:
-                        image = image.resize(size[::-1], Image.Resampling.BILINEAR)  # size is (h, w)
-                    array = np.asarray(image, dtype=np.float32) / 255.0
+                array = _decode(file, cfg.images.mode, size, cfg.images.background)
             except (UnidentifiedImageError, OSError, SyntaxError) as error:
                 raise DataError(f"{file}: cannot be decoded as an image ({error})") from None
             if first is None:
@@ -250,7 +291,8 @@ def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # shipped inside scikit-learn: nothing is downloaded
-    return Loaded((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), [str(i) for i in range(10)])
+    return Loaded((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), [str(i) for i in range(10)],
+                  features=list(digits.feature_names))
 
 
 def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:

@@ -1,18 +1,24 @@
-"""What good data looks like, as a Great Expectations 1.x suite run over each split.
+"""What good data looks like, as Great Expectations 1.x suites generated from the data contract
+and run over each split, optionally rendered as Data Docs (HTML).
 
-Per split: the column set and order, column types, no nulls or infinities, feature values in
-range, labels in the known set, row count in bounds. GX costs ~5-10 ms per expectation almost
-regardless of rows, so the null and range checks run once over a long one-column view of all
-features (2 expectations instead of 2 per feature), and failing rows are mapped back to
-(row, feature).
+Per split, two suites:
+
+- ``<split>``: over the split as a table, with the contract's feature names: the column set
+  and order, the row count, the label's type and set, and each feature's value range (when
+  the contract has one range per feature);
+- ``<split>-all-features``: over a long one-column view of every feature value: float type
+  and no nulls (GX's range check skips NaN), and the value range when the contract has one
+  range for all features (images). GX costs a few ms per expectation, so these checks run
+  once over all features instead of once per feature; failures are mapped back to
+  (row, feature).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,13 +34,14 @@ with warnings.catch_warnings():
     )
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
 # GX turns on logging.captureWarnings at import, which hides every later warning of every
 # library in the process; give warnings back to Python.
 logging.captureWarnings(False)
 
-LABEL = "label"
 FLOAT_TYPES = ["float32", "float64"]
 INT_TYPES = ["int8", "int16", "int32", "int64"]
 SHOWN = 5  # values and rows quoted per failure
@@ -52,25 +59,111 @@ class Failure:
         return f"{where}: {self.expectation}: {self.details}"
 
 
-def to_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-    frame[LABEL] = y
+def to_frame(x: np.ndarray, y: np.ndarray, contract: DataContract) -> pd.DataFrame:
+    """A split as the table the contract describes: its feature names, then the label."""
+    frame = pd.DataFrame(x.reshape(len(x), -1), columns=contract.features)
+    frame[contract.label] = y
     return frame
 
 
-def _context() -> Any:
-    context = gx.get_context(mode="ephemeral")  # in memory, nothing written to disk
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return context
+class Suites:
+    """One Great Expectations context per run. With `docs`, every validation is also rendered
+    as a Data Docs site (index.html, one page per suite and per validation) in that folder."""
+
+    SITE = "kdflow"
+    RUN_NAME = "kdflow-validate"
+
+    def __init__(self, contract: DataContract, docs: Path | None = None):
+        self.contract = contract
+        self.docs = docs
+        self.context = gx.get_context(mode="ephemeral")  # in memory; only Data Docs are written
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        if docs is not None:
+            self.context.add_data_docs_site(self.SITE, {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            })
+
+    def _run(self, name: str, frame: pd.DataFrame, expectations: list[Any], result_format: str) -> list[Any]:
+        context = self.context
+        batches = context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batches, suite=suite))
+        actions = [UpdateDataDocsAction(name="data-docs", site_names=[self.SITE])] if self.docs is not None else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
+                          result_format={"result_format": result_format})
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=self.RUN_NAME))
+        (result,) = outcome.run_results.values()
+        return result.results
+
+    def validate(self, frame: pd.DataFrame, split: str) -> list[Failure]:
+        """Run both suites over one split; an empty list means it passed."""
+        c = self.contract
+        per_feature = len(c.low) == len(c.features)
+        low, high = c.bounds()
+        table = [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*c.features, c.label]),
+            gxe.ExpectTableRowCountToBeBetween(min_value=c.min_rows, max_value=c.max_rows),
+            gxe.ExpectColumnValuesToBeInTypeList(column=c.label, type_list=INT_TYPES),
+            gxe.ExpectColumnValuesToNotBeNull(column=c.label),
+            gxe.ExpectColumnValuesToBeInSet(column=c.label, value_set=c.labels),
+        ]
+        if per_feature:
+            table += [
+                gxe.ExpectColumnValuesToBeBetween(column=name, min_value=float(lo), max_value=float(hi))
+                for name, lo, hi in zip(c.features, low, high)
+            ]
+        # A range cannot be checked on a column of strings; its wrong type is reported below.
+        typed = {name for name in c.features if name in frame and pd.api.types.is_float_dtype(frame[name])}
+        failures = [
+            Failure(split, r.expectation_config.type, column, _describe(r, frame))
+            for r in self._run(split, frame, table, "SUMMARY")
+            if not r.success and ((column := r.expectation_config.kwargs.get("column")) in typed or column not in c.features)
+        ]
+
+        # Every feature value as one long column: long row i is (row i // k, feature i % k).
+        columns = [name for name in c.features if name in frame]
+        if not columns or frame.empty:
+            return failures
+        values = frame[columns].to_numpy()
+        long = pd.DataFrame({"value": values.ravel()})
+        checks = [
+            gxe.ExpectColumnValuesToBeInTypeList(column="value", type_list=FLOAT_TYPES),
+            gxe.ExpectColumnValuesToNotBeNull(column="value"),
+        ]
+        if not per_feature:
+            checks.append(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=float(low[0]), max_value=float(high[0])))
+        for r in self._run(f"{split}-all-features", long, checks, "COMPLETE"):
+            if r.success:
+                continue
+            kind = r.expectation_config.type
+            if "type_list" in r.expectation_config.kwargs:
+                odd = {name: str(frame[name].dtype) for name in columns if not pd.api.types.is_float_dtype(frame[name])}
+                for name, dtype in list(odd.items())[:SHOWN] or [(None, str(values.dtype))]:
+                    failures.append(Failure(split, kind, name, f"dtype {dtype}, expected one of {FLOAT_TYPES}"))
+                continue
+            if message := _error_message(r.exception_info):
+                failures.append(Failure(split, kind, None, "could not evaluate: " + str(message).strip().splitlines()[-1][:200]))
+                continue
+            hits = np.asarray(r.result.get("unexpected_index_list") or [], dtype=np.int64)
+            rows, positions = np.divmod(hits, len(columns))
+            allowed = f"; allowed [{low[0]:.6g}, {high[0]:.6g}]" if "between" in kind else ""
+            for j in np.unique(positions):
+                bad = rows[positions == j]
+                shown = [float(f"{v:.6g}") for v in values[bad[:SHOWN], j].astype(float)]
+                failures.append(Failure(
+                    split, kind, columns[j],
+                    f"{bad.size} of {len(frame)} rows; values {shown}{allowed}; rows {frame.index[bad[:SHOWN]].tolist()}",
+                ))
+        return failures
 
 
-def _batch(context: Any, name: str, frame: pd.DataFrame) -> Any:
-    return (
-        context.data_sources.add_pandas(f"{name}-{uuid.uuid4().hex[:8]}")
-        .add_dataframe_asset(name)
-        .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
+def validate_split(frame: pd.DataFrame, split: str, contract: DataContract) -> list[Failure]:
+    """One split against the contract, without Data Docs; an empty list means it passed."""
+    return Suites(contract).validate(frame, split)
 
 
 def _error_message(info: Any) -> str | None:
@@ -101,73 +194,10 @@ def _describe(result: Any, frame: pd.DataFrame) -> str:
         parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
         return "; ".join(p for p in parts if p) or f"wrong column order: {got}"
     if "unexpected_count" in res:
-        values = list(res.get("partial_unexpected_list") or [])[:SHOWN]
+        values = [float(f"{v:.6g}") if isinstance(v, float) else v for v in (res.get("partial_unexpected_list") or [])[:SHOWN]]
         rows = list(res.get("partial_unexpected_index_list") or [])[:SHOWN]
-        return f"{res['unexpected_count']} of {res.get('element_count')} rows; values {values}; rows {rows}"
+        allowed = f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}]" if "max_value" in kwargs else ""
+        return f"{res['unexpected_count']} of {res.get('element_count')} rows; values {values}{allowed}; rows {rows}"
     if "observed_value" in res:
         return f"observed {res['observed_value']!r}"
     return "failed"
-
-
-def validate_split(frame: pd.DataFrame, split: str, contract: DataContract) -> list[Failure]:
-    """Run the suite over one split; an empty list means it passed."""
-    context = _context()
-    failures: list[Failure] = []
-
-    table = gx.ExpectationSuite(
-        name=f"{split}-table",
-        expectations=[
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*contract.features, LABEL]),
-            gxe.ExpectTableRowCountToBeBetween(min_value=contract.min_rows, max_value=contract.max_rows),
-            *(
-                gxe.ExpectColumnValuesToBeInTypeList(column=c, type_list=FLOAT_TYPES)
-                for c in contract.features
-            ),
-            gxe.ExpectColumnValuesToBeInTypeList(column=LABEL, type_list=INT_TYPES),
-            gxe.ExpectColumnValuesToNotBeNull(column=LABEL),
-            gxe.ExpectColumnValuesToBeInSet(column=LABEL, value_set=contract.labels),
-        ],
-    )
-    outcome = _batch(context, split, frame).validate(table, result_format="SUMMARY")
-    for r in outcome.results:
-        if not r.success:
-            config = r.expectation_config
-            failures.append(Failure(split, config.type, config.kwargs.get("column"), _describe(r, frame)))
-
-    # Values of all float features as one long column: long row i is (i // k, feature i % k),
-    # each scaled by its feature's contract range, so that one expectation checks every
-    # feature against its own bounds: in range means in [0, 1].
-    columns = [c for c in contract.features if c in frame and pd.api.types.is_float_dtype(frame[c])]
-    if not columns or frame.empty:
-        return failures
-    values = frame[columns].to_numpy(dtype=np.float64)
-    position = [contract.features.index(c) for c in columns]
-    low, high = (bound[position] for bound in contract.bounds())
-    scaled = (values - low) / np.maximum(high - low, 1e-12)
-    value_suite = gx.ExpectationSuite(
-        name=f"{split}-values",
-        expectations=[
-            gxe.ExpectColumnValuesToNotBeNull(column="value"),  # NaN: the range check skips it
-            gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0.0, max_value=1.0),
-        ],
-    )
-    long = pd.DataFrame({"value": scaled.ravel()})
-    outcome = _batch(context, f"{split}-values", long).validate(value_suite, result_format="COMPLETE")
-    for r in outcome.results:
-        if r.success:
-            continue
-        hits = np.asarray(r.result.get("unexpected_index_list") or [], dtype=np.int64)
-        rows, positions = np.divmod(hits, len(columns))
-        for j in np.unique(positions):
-            bad = rows[positions == j]
-            allowed = f"; allowed [{low[j]:.6g}, {high[j]:.6g}]" if "between" in r.expectation_config.type else ""
-            failures.append(
-                Failure(
-                    split,
-                    r.expectation_config.type,
-                    columns[j],
-                    f"{bad.size} of {len(frame)} rows; values {[float(f'{v:.6g}') for v in values[bad[:SHOWN], j]]}"
-                    f"{allowed}; rows {frame.index[bad[:SHOWN]].tolist()}",
-                )
-            )
-    return failures

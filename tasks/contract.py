@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from kdflow import contract
 from kdflow.config import Params
-from kdflow.data import load_split
-from kdflow.io import read_json
+from kdflow.data import Schema, load_split
 from kdflow.lineage import file_md5
 from tasks import layout
 from tasks._stage import console, main
@@ -22,17 +19,16 @@ from tasks._stage import console, main
 def run(params: Params, root: Path) -> dict:
     path = root / layout.CONTRACT
     train = load_split(root / layout.SPLIT_FILES["train"])
-    classes = read_json(root / layout.CLASSES)["classes"]
-    features = int(np.prod(train.x.shape[1:]))
+    schema = Schema.load(root / layout.SCHEMA)
     if path.exists():
         kept = contract.read(path)  # still a valid contract, and of this data?
-        contract.check_matches(kept, features, classes, path)
+        contract.check_matches(kept, schema, path)
         console.print(f"contract: keeping {layout.CONTRACT} (reviewed; delete it to learn a new one)")
         return {"written": False}
     cfg = params.validate_
     train_path = root / layout.SPLIT_FILES["train"]
     learnt = contract.learn(
-        train, classes, file_md5(train_path),
+        train, schema, file_md5(train_path),
         tolerance=cfg.value_tolerance, proportion_tolerance=cfg.class_proportion_tolerance,
         min_rows=cfg.min_rows, max_rows=cfg.max_rows,
     )

@@ -6,11 +6,12 @@ from pathlib import Path
 DATA = Path("data/prepared")
 SPLIT_FILES = {name: DATA / f"{name}.npz" for name in ("train", "val", "test")}
 
-CLASSES = DATA / "classes.json"  # the class names, in label order
+SCHEMA = DATA / "schema.json"  # the names of the features, the label and the classes
 RAW = Path("data/raw")  # the user's own data files (prepare.path), tracked by DVC
 
 CONTRACT = Path("data/contract.yaml")  # learnt once from train, then reviewed and versioned
 VALIDATION_REPORT = Path("reports/validation.json")
+DATA_DOCS = Path("reports/data_docs")  # Great Expectations Data Docs of the last validation (HTML)
 
 TEACHER = Path("models/teacher.pt")
 TEACHER_METRICS = Path("reports/teacher.json")

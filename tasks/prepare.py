@@ -15,7 +15,6 @@ import numpy as np
 
 from kdflow.config import Params
 from kdflow.data import Split, holdout_indices, save_split
-from kdflow.io import write_json
 from kdflow.sources import DataError, Loaded, load
 from tasks import layout
 from tasks._stage import console, main
@@ -51,7 +50,7 @@ def run(params: Params, root: Path) -> dict[str, int]:
         raise DataError(f"{cfg.path or cfg.dataset}: cannot split: {error}") from None
     for name, split in splits.items():
         save_split(split, root / layout.SPLIT_FILES[name])
-    write_json({"classes": loaded.classes}, root / layout.CLASSES)
+    loaded.schema.save(root / layout.SCHEMA)
     rows = {name: len(split) for name, split in splits.items()}
     console.print(f"prepare: {cfg.dataset}{f' {cfg.path}' if cfg.path else ''} {rows}, {len(loaded.classes)} classes")
     return rows

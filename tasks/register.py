@@ -1,7 +1,8 @@
 """Stage `register`: one MLflow run with everything needed to trust (or refuse) the student.
 
-Params, metrics, plots and lineage (git commit; DVC hashes of data, teacher, student) go on the
-run; the student is logged as an MLflow model with signature and input example and becomes a
+Params, metrics, plots and lineage (git commit; DVC hashes of the splits, teacher and student,
+of the raw data and of the data contract) go on the run, with the data's validation report,
+contract and Great Expectations Data Docs; the student is logged as an MLflow model with signature and input example and becomes a
 new registered version with alias `challenger`. It becomes `champion` only when every gate in
 `params.yaml` passes. The same artifacts registered twice give one version, not two.
 """
@@ -18,13 +19,13 @@ from kdflow.config import Params
 from kdflow.data import load_split
 from kdflow.gates import check
 from kdflow.io import atomic_path, read_json, write_json
-from kdflow.lineage import fingerprint, git_state
+from kdflow.lineage import dvc_recorded_hash, file_md5, fingerprint, git_state
 from kdflow.models import load_checkpoint
 from kdflow.registry import CHAMPION, CHECKPOINT_ARTIFACT, FINGERPRINT_TAG, JUDGED_AGAINST_TAG, RUN_TAG, Registry
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main
 
-REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS)
+REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layout.VALIDATION_REPORT)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -66,6 +67,8 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
         for report in REPORTS:
             mlflow.log_artifact(str(root / report), artifact_path="reports")
         mlflow.log_artifact(str(root / layout.STUDENT), artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
+        mlflow.log_artifact(str(root / layout.CONTRACT), artifact_path="data")
+        mlflow.log_artifacts(str(root / layout.DATA_DOCS), artifact_path="data_docs")
         mlflow.log_artifacts(str(root / layout.DISTILL_HISTORY.parent), artifact_path="plots")
         info = mlflow.pytorch.log_model(
             student,
@@ -95,7 +98,11 @@ def run(params: Params, root: Path) -> dict:
     metrics = read_json(root / layout.METRICS)
     lineage = candidate_lineage(root)
     fp = fingerprint(lineage)
-    lineage |= git_state(root)
+    # Where the data came from: not part of the fingerprint (the splits' bytes are), but
+    # recorded, so that a version traces back to the raw files and the contract they passed.
+    lineage |= git_state(root) | {"data.contract": file_md5(root / layout.CONTRACT)}
+    if raw := dvc_recorded_hash(root, "prepare", str(layout.RAW)):
+        lineage["data.raw"] = raw
     verdicts = check(metrics, cfg.gates)
     passed = all(v.passed for v in verdicts)
     judged_against = str((metrics.get("vs_champion") or {}).get("version") or "")

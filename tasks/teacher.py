@@ -1,5 +1,7 @@
 """Stage `teacher`: train the large model (selection on validation data only), or import one.
 
+It starts only from data that passed validation (reports/validation.json says so).
+
 It also writes the teacher-logit cache: the teacher's outputs for every training row, keyed
 by the MD5 of the teacher and of the training split, which `distill` reuses instead of running
 the teacher when nothing is augmented.
@@ -15,12 +17,31 @@ import torch
 from kdflow import distributed
 from kdflow.config import Params
 from kdflow.data import load_split
-from kdflow.io import atomic_path, write_json
+from kdflow.errors import KdflowError
+from kdflow.io import atomic_path, read_json, write_json
 from kdflow.lineage import file_md5
 from kdflow.models import build_model, count_parameters, import_teacher, save_checkpoint
 from kdflow.train import accuracy, fit, predict
 from tasks import layout
 from tasks._stage import main, run_key, write_csv
+
+
+class NotValidated(KdflowError):
+    pass
+
+
+def require_validated(root: Path) -> None:
+    """Training is the first stage that spends compute: it never starts from data that did
+    not pass, whichever door the run came in by."""
+    path = root / layout.VALIDATION_REPORT
+    if not path.exists():
+        raise NotValidated(f"{layout.VALIDATION_REPORT} is missing: stage validate must pass before training")
+    report = read_json(path)
+    if not report.get("passed"):
+        raise NotValidated(
+            f"{layout.VALIDATION_REPORT}: the data failed validation ({len(report.get('problems', []))} problem(s)); "
+            "nothing is trained until it passes"
+        )
 
 
 def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:
@@ -37,11 +58,12 @@ def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.teacher
+    require_validated(root)
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
     shape, num_classes = train.sample_shape, int(train.y.max()) + 1
     if cfg.source == "train":
-        model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed)
+        model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed, inputs=train.x)
         result = fit(
             model, train, val, cfg.train, label="teacher",
             state_path=root / layout.STATE / "teacher.pt", run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),

@@ -14,9 +14,9 @@ def paths(stage: str, kind: str) -> set[str]:
 
 def test_every_layout_output_is_declared_by_its_stage():
     outputs = {
-        "prepare": {*map(str, layout.SPLIT_FILES.values()), str(layout.CLASSES)},
+        "prepare": {*map(str, layout.SPLIT_FILES.values()), str(layout.SCHEMA)},
         "contract": {str(layout.CONTRACT)},
-        "validate": {str(layout.VALIDATION_REPORT)},
+        "validate": {str(layout.VALIDATION_REPORT), str(layout.DATA_DOCS)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
         "evaluate": {str(layout.STUDENT_ONNX), str(layout.STUDENT_INT8), str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY), str(layout.CONFUSION), str(layout.SEVERITY)},

@@ -6,7 +6,9 @@ registry; nothing mocked. One scenario, in order, because each step builds on th
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kdflow.lineage import file_md5
 from kdflow.registry import CHALLENGER, CHAMPION, Registry
 from tasks import layout
 from tests.conftest import TINY, make_project, write_params
@@ -70,7 +73,13 @@ def test_first_run_registers_and_promotes(root):
     assert "passed every gate and is now the champion" in (root / layout.REPORT).read_text()
     run = registry(root).client.get_run(version.tags["kdflow.run_id"])
     logged = {a.path for a in registry(root).client.list_artifacts(run.info.run_id, "reports")}
-    assert "reports/report.html" in logged
+    assert {"reports/report.html", "reports/validation.json"} <= logged
+    # ...and so is the data's side: its contract, Data Docs, and where the raw files came from.
+    assert {a.path for a in registry(root).client.list_artifacts(run.info.run_id, "data")} == {"data/contract.yaml"}
+    assert "data_docs/index.html" in {a.path for a in registry(root).client.list_artifacts(run.info.run_id, "data_docs")}
+    raw = next(d for d in lock["stages"]["prepare"]["deps"] if d["path"] == "data/raw")
+    assert version.tags["lineage.data.raw"] == raw["md5"] and raw["md5"].endswith(".dir")
+    assert version.tags["lineage.data.contract"] == file_md5(root / layout.CONTRACT)
 
 
 def test_champion_loads_from_the_registry_by_alias(root, monkeypatch):
@@ -136,6 +145,13 @@ def test_failing_validation_stops_before_training_and_registers_nothing(root):
     assert (root / layout.STUDENT).read_bytes() == student_before
     reg = registry(root)
     assert len(reg.versions()) == 2 and reg.alias(CHAMPION).version == 2
+    # What failed is in the report, the Data Docs and the flow's summary in Prefect.
+    assert not json.loads((root / layout.VALIDATION_REPORT).read_text())["passed"]
+    train_page = next((root / layout.DATA_DOCS / "validations/train").rglob("*.html")).read_text()
+    assert "Status: Failed" in " ".join(re.sub(r"<[^>]+>", " ", train_page).split())
+    with sqlite3.connect(root / ".prefect" / "prefect.db") as db:
+        (summary,) = db.execute("select data from artifact where key = 'kdflow-summary' order by created desc limit 1").fetchone()
+    assert "Stage **validate** failed" in summary and "**Failed** with" in summary and "x0" in summary
 
 
 def test_bad_params_fail_fast_naming_the_key(root):

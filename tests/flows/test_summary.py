@@ -34,6 +34,15 @@ def test_failure_summary_says_the_registry_was_not_touched():
     assert "may hold a new version" in failure_markdown("register", {"evaluate": True})
 
 
+
+def test_a_failed_validation_lists_its_problems_and_data_docs():
+    report = {"passed": False, "problems": [f"test.x{i}: drift from train" for i in range(30)],
+              "data_docs": "reports/data_docs/index.html"}
+    text = failure_markdown("validate", {"prepare": True, "contract": True}, report)
+    assert "**Failed** with 30 problem(s)" in text and "- test.x24: drift from train\n- ... and 5 more" in text
+    assert "`reports/data_docs/index.html`" in text
+
+
 def test_verdicts_table_and_champion_note():
     assert verdict_rows(report()) == [
         {"gate": "floor", "verdict": "pass", "detail": "ok"},

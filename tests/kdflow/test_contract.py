@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from kdflow.contract import ContractError, learn, proportion_problems, psi, read, write
-from kdflow.data import Split
+from kdflow.contract import ContractError, check_matches, learn, proportion_problems, psi, read, write
+from kdflow.data import Schema, Split
+
+SCHEMA = Schema(features=["age", "income (k$)", "colour=red"], label="species", classes=["a", "b", "c"])
 
 
 def split(n=400, seed=0, shift=0.0, labels=(0, 1, 2)):
@@ -11,7 +13,7 @@ def split(n=400, seed=0, shift=0.0, labels=(0, 1, 2)):
 
 
 def contract_of(train, tolerance=0.5):
-    return learn(train, ["a", "b", "c"], "0" * 32, tolerance=tolerance, proportion_tolerance=0.1, min_rows=10, max_rows=1000)
+    return learn(train, SCHEMA, "0" * 32, tolerance=tolerance, proportion_tolerance=0.1, min_rows=10, max_rows=1000)
 
 
 def test_learn_widens_each_range_and_round_trips_through_yaml(tmp_path):
@@ -21,6 +23,7 @@ def test_learn_widens_each_range_and_round_trips_through_yaml(tmp_path):
     lo, hi = train.x.min(0), train.x.max(0)
     assert np.allclose(low, lo - 0.5 * (hi - lo), rtol=1e-5) and np.allclose(high, hi + 0.5 * (hi - lo), rtol=1e-5)
     assert c.classes == ["a", "b", "c"] and abs(sum(c.class_proportions) - 1) < 1e-5
+    assert c.features == SCHEMA.features and c.label == "species"  # the user's own names
     write(c, tmp_path / "contract.yaml")
     text = (tmp_path / "contract.yaml").read_text()
     assert text.startswith("# kdflow data contract") and read(tmp_path / "contract.yaml") == c
@@ -58,22 +61,36 @@ def test_psi_is_small_without_drift_and_large_with_it():
 def test_bounds_round_outwards_and_constant_features_get_room():
     x = np.full((10, 2), 0.3, dtype=np.float32)  # float32 0.3 is 0.30000001...
     x[:, 1] = np.linspace(123457.0, 123457.4, 10)
-    c = learn(Split(x, np.arange(10) % 2), ["a", "b"], "0" * 32, tolerance=0.0, proportion_tolerance=0.1,
+    two = Schema(["x0", "x1"], "label", ["a", "b"])
+    c = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.0, proportion_tolerance=0.1,
               min_rows=1, max_rows=100)
     low, high = c.bounds()
     assert (low <= x.min(0)).all() and (high >= x.max(0)).all()  # train always fits its own contract
-    loose = learn(Split(x, np.arange(10) % 2), ["a", "b"], "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
+    loose = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
                   min_rows=1, max_rows=100)
     assert loose.low[0] < 0.3 - 0.4 and loose.high[0] > 0.3 + 0.4  # constant: 0.5 x max(|v|, 1) of room
 
 
 def test_a_kept_contract_of_other_data_is_refused(tmp_path):
-    from kdflow.contract import check_matches
-
     c = contract_of(split())
-    check_matches(c, 3, ["a", "b", "c"], tmp_path / "c.yaml")
-    with pytest.raises(ContractError, match=r"learnt from other data \(3 features.*now has 5 features.*Delete it"):
-        check_matches(c, 5, ["a", "b", "c"], tmp_path / "c.yaml")
+    check_matches(c, SCHEMA, tmp_path / "c.yaml")
+    wider = Schema([*SCHEMA.features, "height"], "species", SCHEMA.classes)
+    with pytest.raises(ContractError, match=r"learnt from other data \(features: the contract has 3 \['age', .*"
+                                            r"the data 4 \[.*'height'\]\)\. Delete it"):
+        check_matches(c, wider, tmp_path / "c.yaml")
+    renamed = Schema(["age", "income", "colour=red"], "kind", ["a", "b", "d"])
+    with pytest.raises(ContractError) as info:
+        check_matches(c, renamed, tmp_path / "c.yaml")
+    assert "label: the contract has 'species', the data 'kind'" in str(info.value)
+    assert "classes: the contract has 3 ['a', 'b', 'c'], the data 3 ['a', 'b', 'd']" in str(info.value)
+
+
+def test_feature_names_must_be_unique_and_not_the_label():
+    c = contract_of(split())
+    with pytest.raises(ValueError, match="feature names must be unique"):
+        c.model_validate(c.model_dump() | {"features": ["age", "age", "x"]})
+    with pytest.raises(ValueError, match="differ from the label"):
+        c.model_validate(c.model_dump() | {"label": "age"})
 
 
 def test_psi_sees_drift_in_a_rare_binary_feature():

@@ -76,7 +76,7 @@ def test_conflicting_labels_group_leaks_and_target_leaks():
     features[:, 2] = labels * 10 + rng.normal(scale=0.1, size=400)  # gives the label away
     train, val = Split(features[:300], labels[:300]), Split(features[300:], labels[300:])
     (leak,) = target_leaks(train, val, max_accuracy=0.99)
-    assert leak.startswith("feature x2 alone predicts the label with balanced validation accuracy 1.0000")
+    assert leak.startswith("feature 'x2' alone predicts the label with balanced validation accuracy 1.0000")
     imbalanced = np.r_[np.zeros(396, dtype=np.int64), np.ones(4, dtype=np.int64)]  # 99 % one class
     noise = rng.normal(size=(400, 4)).astype(np.float32)
     assert target_leaks(Split(noise[:300], imbalanced[:300]), Split(noise[300:], imbalanced[300:]), 0.99) == []

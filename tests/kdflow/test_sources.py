@@ -35,8 +35,16 @@ def test_a_csv_table_with_a_declared_categorical_rule(tmp_path):
     assert loaded.classes == ["cat", "dog"] and loaded.y.tolist() == [0, 1, 0, 1]
     assert loaded.x.dtype == np.float32 and loaded.x.shape == (4, 5)  # a, b and 3 colours
     assert loaded.x[:, 2:].tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]]  # blue, green, red
+    assert loaded.schema.features == ["a", "b", "colour=blue", "colour=green", "colour=red"]
+    assert loaded.schema.label == "label" and loaded.schema.classes == ["cat", "dog"]
     ordinal = load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": "ordinal"}}}), tmp_path)
-    assert ordinal.x[:, 2].tolist() == [2, 0, 2, 1]
+    assert ordinal.x[:, 2].tolist() == [2, 0, 2, 1] and ordinal.schema.features == ["a", "b", "colour"]
+    ordered = load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": ["red", "green", "blue"]}}}), tmp_path)
+    assert ordered.x[:, 2].tolist() == [0, 2, 0, 1]  # the declared order, not the alphabet
+    with pytest.raises(DataError, match=r"'colour' has 1 value\(s\) outside its declared order \['red', 'blue'\]: \['green'\] in rows \[3\]"):
+        load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": ["red", "blue"]}}}), tmp_path)
+    with pytest.raises(ValueError, match="categorical.colour: a declared order needs two or more distinct"):
+        cfg(**c.model_dump() | {"table": {"categorical": {"colour": ["red", "red"]}}})
 
 
 def test_parquet_with_split_and_group_columns(tmp_path):
@@ -56,7 +64,7 @@ def test_grouped_splits_keep_every_group_on_one_side(tmp_path):
     groups = np.repeat(np.arange(40), 5).astype(str)
     from kdflow.sources import Loaded
 
-    loaded = Loaded(rng.normal(size=(200, 3)).astype(np.float32), rng.integers(0, 2, 200), ["0", "1"], None, groups)
+    loaded = Loaded(rng.normal(size=(200, 3)).astype(np.float32), rng.integers(0, 2, 200), ["0", "1"], groups=groups)
     from kdflow.data import holdout_indices
 
     keep, held = holdout_indices(loaded.y, 0.2, 0, groups)
@@ -86,11 +94,14 @@ def test_image_folders_one_per_class_resized_by_config(tmp_path):
     assert 0.0 <= loaded.x.min() and loaded.x.max() <= 1.0
     colour = load(cfg(dataset="images", path="data/raw/img", images={"size": [5, 4], "mode": "RGB"}), tmp_path)
     assert colour.x.shape == (3, 3, 5, 4)
+    assert loaded.schema.features[:2] == ["pixel_0_0", "pixel_0_1"] and len(loaded.schema.features) == 20
+    assert colour.schema.features[20] == "green_0_0" and colour.schema.features[-1] == "blue_4_3"
 
 
 def test_bundled_digits_need_no_download(tmp_path):
     loaded = load(cfg(dataset="digits"), tmp_path)
     assert loaded.x.shape == (1797, 64) and len(loaded.classes) == 10 and loaded.x.max() <= 1.0
+    assert loaded.schema.features[9] == "pixel_1_1"
 
 
 BAD_TABLES = {
@@ -186,3 +197,20 @@ def test_blank_cells_and_half_pairs_and_class_order(tmp_path):
     np.savez(tmp_path / "data/raw/f.npz", x=np.ones((4, 2)), y=np.array([10.0, 2.0, 9.0, 2.0]))
     loaded = load(cfg(dataset="npz", path="data/raw/f.npz"), tmp_path)
     assert loaded.classes == ["2", "9", "10"] and loaded.y.tolist() == [2, 0, 1, 0]  # numeric order
+
+
+def test_transparent_and_16_bit_images(tmp_path):
+    folder = tmp_path / "data/raw/img"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+    clear = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent
+    clear[0, 0] = [0, 0, 0, 255]  # one opaque black pixel
+    Image.fromarray(clear, "RGBA").save(folder / "a/clear.png")
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(folder / "b/deep.png")  # 16-bit grey
+    assert Image.open(folder / "b/deep.png").mode == "I;16"
+    loaded = load(cfg(dataset="images", path="data/raw/img"), tmp_path)
+    transparent, deep = loaded.x[0, 0], loaded.x[1, 0]
+    assert transparent[0, 0] == 0.0 and (transparent.ravel()[1:] == 1.0).all()  # laid over white
+    assert np.allclose(deep, 32768 / 65535)  # scaled, not clipped to white at 255
+    black = load(cfg(dataset="images", path="data/raw/img", images={"background": 0, "mode": "RGB", "size": [2, 2]}), tmp_path)
+    assert black.x.shape == (2, 3, 2, 2) and black.x[0].max() < 0.5 and np.allclose(black.x[1], 32768 / 65535, atol=1e-3)

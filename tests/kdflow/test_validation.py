@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from kdflow.contract import DataContract
-from kdflow.validation import to_frame, validate_split
+from kdflow.validation import Suites, to_frame, validate_split
 
 CONTRACT = DataContract(
     learnt_from={}, features=["x0", "x1", "x2"], low=[-10.0, -10.0, -10.0], high=[10.0, 10.0, 2.0],
@@ -13,7 +15,7 @@ CONTRACT = DataContract(
 
 def good() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return to_frame(rng.normal(size=(30, 3)).astype(np.float32), rng.integers(0, 3, 30))
+    return to_frame(rng.normal(size=(30, 3)).astype(np.float32), rng.integers(0, 3, 30), CONTRACT)
 
 
 def only(failures):
@@ -78,3 +80,42 @@ def test_each_feature_is_held_to_its_own_range():
     frame.loc[3, "x2"] = 2.5  # inside x0's and x1's range, outside x2's
     failure = only(validate_split(frame, "val", CONTRACT))
     assert failure.column == "x2" and "values [2.5]; allowed [-10, 2]; rows [3]" in failure.details
+
+
+NAMED = CONTRACT.model_copy(update={"features": ["age", "income (k$)", "plan=pro"], "label": "churned"})
+
+
+def test_failures_name_the_users_columns():
+    rng = np.random.default_rng(0)
+    frame = to_frame(rng.normal(size=(30, 3)).astype(np.float32), rng.integers(0, 3, 30), NAMED)
+    assert list(frame.columns) == ["age", "income (k$)", "plan=pro", "churned"]
+    frame.loc[4, "plan=pro"] = 9.0
+    frame.loc[5, "churned"] = 5
+    assert {str(f).split(":")[0] for f in validate_split(frame, "val", NAMED)} == {"val.plan=pro", "val.churned"}
+
+
+def test_one_range_for_every_pixel():
+    wide = DataContract(
+        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], low=[0.0], high=[1.0],
+        classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
+    )
+    x = np.random.default_rng(0).uniform(size=(6, 400)).astype(np.float32)
+    x[2, 21] = 1.5
+    failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide), "test", wide))
+    assert failure.column == "pixel_1_1" and "values [1.5]; allowed [0, 1]; rows [2]" in failure.details
+
+
+def test_data_docs_show_every_suite_and_result(tmp_path):
+    frame = good()
+    frame.loc[3, "x2"] = 2.5
+    suites = Suites(CONTRACT, tmp_path / "docs")
+    assert suites.validate(good(), "train") == [] and len(suites.validate(frame, "val")) == 1
+    docs = tmp_path / "docs"
+    assert (docs / "index.html").is_file()
+    assert sorted(p.name for p in (docs / "expectations").glob("*.html")) == [
+        "train-all-features.html", "train.html", "val-all-features.html", "val.html"]
+    results = {p.parent.parent.parent.name: p.read_text() for p in (docs / "validations").rglob("*.html")}
+    assert set(results) == {"train", "train-all-features", "val", "val-all-features"}
+    text = {name: " ".join(re.sub(r"<[^>]+>", " ", html).split()) for name, html in results.items()}
+    assert "Status: Failed" in text["val"] and "Status: Succeeded" in text["train"]
+    assert "Unsuccessful Expectations 1" in text["val"] and "x2" in text["val"] and "kdflow-validate" in text["val"]

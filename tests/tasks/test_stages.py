@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,7 @@ def test_validate_passes_clean_data(prepared, tiny_params):
     assert read_json(prepared / layout.VALIDATION_REPORT)["rows"]["test"] == 120
 
 
-def test_validate_names_leaked_rows_and_removes_a_stale_report(prepared, tiny_params):
+def test_leaked_rows_are_named_and_training_starts_only_from_passed_data(prepared, tiny_params):
     validate.run(tiny_params, prepared)
     train = load_split(prepared / layout.SPLIT_FILES["train"])
     test = load_split(prepared / layout.SPLIT_FILES["test"])
@@ -41,7 +43,14 @@ def test_validate_names_leaked_rows_and_removes_a_stale_report(prepared, tiny_pa
     save_split(test, prepared / layout.SPLIT_FILES["test"])
     with pytest.raises(ValidationFailed, match=r"1 sample\(s\) of train also in test: rows 11<->5"):
         validate.run(tiny_params, prepared)
-    assert not (prepared / layout.VALIDATION_REPORT).exists()
+    report = read_json(prepared / layout.VALIDATION_REPORT)
+    assert not report["passed"] and report["problems"] == ["1 sample(s) of train also in test: rows 11<->5"]
+    with pytest.raises(teacher.NotValidated, match="the data failed validation \\(1 problem\\(s\\)\\); nothing is trained"):
+        teacher.run(tiny_params, prepared)
+    (prepared / layout.VALIDATION_REPORT).unlink()
+    with pytest.raises(teacher.NotValidated, match="validation.json is missing: stage validate must pass"):
+        teacher.run(tiny_params, prepared)
+    assert not (prepared / layout.TEACHER).exists()
 
 
 def test_validate_reports_every_problem_at_once(prepared, tiny_params):
@@ -56,6 +65,10 @@ def test_validate_reports_every_problem_at_once(prepared, tiny_params):
     message = str(info.value)
     assert "val.x3: expect_column_values_to_not_be_null" in message and "rows [0]" in message
     assert "val.label: expect_column_values_to_be_in_set" in message and "values [12]" in message
+    # The Data Docs of the failed run are there to read, and say what failed.
+    assert "reports/data_docs/index.html" in message
+    page = next((prepared / layout.DATA_DOCS / "validations/val").rglob("*.html")).read_text()
+    assert "Status: Failed" in " ".join(re.sub(r"<[^>]+>", " ", page).split())
 
 
 def test_training_evaluation_and_registration(prepared, tiny_params):
@@ -246,23 +259,59 @@ def test_a_bad_user_table_stops_prepare_with_exit_1_and_writes_nothing(project):
     assert not (project / layout.DATA).exists()
 
 
-def test_a_user_table_goes_through_prepare_and_validate(project, tiny_params):
-    rng = np.random.default_rng(0)
-    frame = {"tenure": rng.integers(0, 60, 300), "spend": rng.normal(50, 10, 300).round(2),
-             "plan": rng.choice(["basic", "plus", "pro"], 300)}
-    noise = rng.uniform(size=300) < 0.2  # no single feature gives the label away
-    frame["churned"] = np.where((frame["tenure"] < 12) ^ noise, "yes", "no")
+def churn_table(project, rows: int = 300, seed: int = 0):
     import pandas as pd
 
+    rng = np.random.default_rng(seed)
+    frame = {"tenure": rng.integers(0, 60, rows), "spend ($)": rng.normal(5000, 1000, rows).round(2),
+             "minutes": rng.normal(300, 80, rows).round(1), "plan": rng.choice(["basic", "plus", "pro"], rows)}
+    noise = rng.uniform(size=rows) < 0.2  # no single feature gives the label away
+    frame["churned"] = np.where((frame["tenure"] < 12) ^ noise, "yes", "no")
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(frame).to_csv(project / "data/raw/churn.csv", index=False)
-    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/churn.csv",
-                                                "table": {"label": "churned", "categorical": {"plan": "onehot"}}})
+
+
+def test_a_user_table_goes_through_every_stage_under_its_own_names(project, tiny_params):
+    """A CSV file in its own units, from prepare to a registered version: the contract and the
+    Data Docs use its column names, and the models standardise their raw inputs themselves."""
+    churn_table(project, rows=1000)
+    model = {"name": "mlp", "kwargs": {"hidden": [16]}, "standardize": True}
+    plain = {"epochs": 30, "batch_size": 64, "threads": 1, "augment": {}}
+    params = with_changes(
+        tiny_params,
+        prepare={"dataset": "table", "path": "data/raw/churn.csv",
+                 "table": {"label": "churned", "categorical": {"plan": "onehot"}}},
+        teacher={"model": model, "train": plain},
+        distill={"student": model, "train": plain},
+    )
     rows = prepare.run(params, project)
-    assert sum(rows.values()) == 300 and read_json(project / layout.CLASSES) == {"classes": ["no", "yes"]}
-    assert load_split(project / layout.SPLIT_FILES["train"]).x.shape[1] == 5  # tenure, spend, 3 plans
+    assert sum(rows.values()) == 1000
+    schema = read_json(project / layout.SCHEMA)
+    assert schema == {"features": ["tenure", "spend ($)", "minutes", "plan=basic", "plan=plus", "plan=pro"],
+                      "label": "churned", "classes": ["no", "yes"]}
     assert contract.run(params, project)["written"]
+    learnt = (project / layout.CONTRACT).read_text()
+    assert "- spend ($)" in learnt and "label: churned" in learnt
     assert validate.run(params, project)["passed"]
+    docs = project / layout.DATA_DOCS
+    pages = sorted(p.relative_to(docs).parts[0] for p in docs.rglob("*.html"))
+    assert pages.count("expectations") == 6 and pages.count("validations") == 6 and "index.html" in pages
+    assert "spend ($)" in (docs / "expectations/train.html").read_text()
+
+    teacher.run(params, project)
+    distill.run(params, project)
+    champion.run(params, project)
+    metrics = evaluate.run(params, project)
+    assert metrics["student"]["accuracy"] > 0.6  # the rule is learnable in raw units too
+    assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-3  # the standardisation is exported too
+    registered = register.run(params, project)
+    registry = Registry(params.register_.model_name)
+    version = registry.version(registered["version"])
+    assert len(version.tags["lineage.data.contract"]) == 32 and "lineage.data.raw" not in version.tags  # no dvc.lock
+    logged = {a.path for a in registry.client.list_artifacts(registry.run_id(version))}
+    assert {"data", "data_docs", "reports"} <= logged
+    docs_logged = {a.path for a in registry.client.list_artifacts(registry.run_id(version), "data_docs")}
+    assert "data_docs/index.html" in docs_logged
 
 
 def test_selection_never_reads_the_test_split(prepared, tiny_params):
