@@ -3,9 +3,9 @@
     .venv/bin/python bench/validate_scale.py            # both parts
     .venv/bin/python bench/validate_scale.py --rows 100000   # a quicker look
 
-1. Contract suite (Great Expectations) + drift (PSI) + exact-duplicate leakage over train,
-   validation and test of 1,000,000 rows x 40 numeric features in all (80/10/10), as stage
-   `validate` runs them. Target (issue 5): under 60 s on 2 cores, peak memory under 4 GiB.
+1. Contract suites (Great Expectations, with Data Docs rendered as stage `validate` does) +
+   drift (PSI) + exact-duplicate leakage over train, validation and test of 1,000,000 rows x
+   40 numeric features in all (80/10/10), as stage `validate` runs them. Target (issue 5): under 60 s on 2 cores, peak memory under 4 GiB.
 2. Near-duplicate leakage of 100,000 x 40 (test) against 100,000 x 40 (train) with 1,000
    planted near duplicates (train rows plus noise of 0.05 % of a standard deviation), at the
    default threshold (`validate.near_duplicate_distance`, 0.001). Target: under 60 s on 2
@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +30,9 @@ import numpy as np
 
 from kdflow.config import ValidateConfig
 from kdflow.contract import learn, proportion_problems, psi
-from kdflow.data import Split
+from kdflow.data import Schema, Split, feature_names
 from kdflow.leakage import exact_duplicates, near_duplicates
-from kdflow.validation import to_frame, validate_split
+from kdflow.validation import Suites, to_frame
 
 RESULT = Path(__file__).resolve().parent / "results" / "validate_scale.json"
 
@@ -44,9 +45,12 @@ def table(rows: int, seed: int) -> Split:
 def full_validation(rows: int) -> dict:
     splits = {"train": table(int(rows * 0.8), 0), "val": table(int(rows * 0.1), 1), "test": table(int(rows * 0.1), 2)}
     start = time.perf_counter()
-    agreed = learn(splits["train"], [str(i) for i in range(10)], "bench", tolerance=0.5, proportion_tolerance=0.1,
+    schema = Schema(feature_names([40]), "label", [str(i) for i in range(10)])
+    agreed = learn(splits["train"], schema, "bench", tolerance=0.5, proportion_tolerance=0.1,
                    min_rows=1, max_rows=10_000_000)
-    failures = [f for name, s in splits.items() for f in validate_split(to_frame(s.x, s.y), name, agreed)]
+    with tempfile.TemporaryDirectory() as docs:
+        suites = Suites(agreed, Path(docs))
+        failures = [f for name, s in splits.items() for f in suites.validate(to_frame(s.x, s.y, agreed), name)]
     t_suite = time.perf_counter() - start
     problems = [p for name, s in splits.items() for p in proportion_problems(name, s, agreed)]
     drift = {name: float(psi(splits["train"].x, splits[name].x).max()) for name in ("val", "test")}
