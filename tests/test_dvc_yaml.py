@@ -1,5 +1,6 @@
 """dvc.yaml and tasks/layout.py name the same files, and each stage's module is one of its deps."""
 
+import pytest
 import yaml
 
 from tasks import layout
@@ -34,3 +35,50 @@ def test_each_stage_runs_its_module_and_depends_on_it():
         assert f"tasks/{stage}.py" in paths(stage, "deps")
         section = {"champion": "register.model_name", "contract": "validate"}.get(stage, stage)
         assert section in paths(stage, "params")
+
+
+@pytest.mark.e2e
+def test_raw_files_brought_with_dvc_trace_into_the_prepared_splits(tmp_path):
+    """`dvc import-url` of a local file (as `dvc add`, DVC versions its bytes): `dvc repro`
+    records its hash as prepare's input, and a new version of the file re-runs prepare."""
+    import copy
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import TINY, make_project
+    from tests.tasks.test_bad_inputs import customers
+
+    raw = copy.deepcopy(TINY)
+    raw["prepare"] = {"dataset": "table", "path": "data/raw/churn.csv",
+                      "table": {"label": "churned", "categorical": {"plan": "onehot"}}}
+    root = make_project(tmp_path / "project", raw)
+    (root / layout.CONTRACT).unlink(missing_ok=True)  # the bundled data's contract
+    source = tmp_path / "exports" / "churn.csv"
+    source.parent.mkdir()
+    customers(400, seed=0).to_csv(source, index=False)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # as in an activated venv
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(bin_dir / "dvc"), *args], cwd=root, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def recorded() -> tuple[str, str]:
+        lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["prepare"]
+        raw_hash = next(d["md5"] for d in lock["deps"] if d["path"] == "data/raw")
+        train = next(o["md5"] for o in lock["outs"] if o["path"] == str(layout.SPLIT_FILES["train"]))
+        return raw_hash, train
+
+    run("import-url", str(source), "data/raw/churn.csv")
+    run("repro", "validate")
+    first = recorded()
+    assert "up to date" in run("status", "prepare")
+    customers(400, seed=1).to_csv(source, index=False)  # the export changes upstream
+    run("update", "data/raw/churn.csv.dvc")
+    assert "changed deps" in run("status", "prepare")
+    run("repro", "validate")
+    second = recorded()
+    assert second[0] != first[0] and second[1] != first[1]
