@@ -63,6 +63,7 @@ class TestBench:
     y: torch.Tensor
     val_x: torch.Tensor  # for temperature scaling only
     val_y: torch.Tensor
+    scale: torch.Tensor | float = 1.0  # unit of noise and attacks per feature (see kdflow.robustness)
     corrupted: dict = field(init=False)
     ood_x: torch.Tensor = field(init=False)
     teacher_logits: torch.Tensor | None = None
@@ -72,7 +73,7 @@ class TestBench:
     severity: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.corrupted = corrupted_sets(self.x, self.cfg.robustness.severities)
+        self.corrupted = corrupted_sets(self.x, self.cfg.robustness.severities, scale=self.scale)
         self.ood_x = permuted(self.x)
 
     @property
@@ -131,9 +132,9 @@ def score(role: str, model, path: Path, bench: TestBench) -> tuple[dict, SampleR
     }
     corruption_correct = robustness(row, role, model, bench)
     rob = cfg.robustness
-    pgd_pred = predict(model, pgd(model, x, y, rob.pgd_eps, rob.pgd_steps)).argmax(-1)
+    pgd_pred = predict(model, pgd(model, x, y, rob.pgd_eps, rob.pgd_steps, scale=bench.scale)).argmax(-1)
     row["adversarial"] = {
-        **{f"fgsm_{eps}": top1_accuracy(predict(model, fgsm(model, x, y, eps)), y) for eps in rob.fgsm_eps},
+        **{f"fgsm_{eps}": top1_accuracy(predict(model, fgsm(model, x, y, eps, bench.scale)), y) for eps in rob.fgsm_eps},
         f"pgd_{rob.pgd_eps}": (pgd_pred == y).float().mean().item(),
     }
     ood_logits = predict(model, bench.ood_x)
@@ -196,6 +197,15 @@ def load_champion(root: Path, x: torch.Tensor, num_classes: int) -> tuple[torch.
     return model, {"version": info["version"], "reason": f"the champion when this candidate was first judged, version {info['version']}"}
 
 
+def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
+    """Signals and tables: each feature's standard deviation in train (1 where constant), the
+    unit of the robustness axes' noise and budgets. Images: 1 (pixel units)."""
+    if train_x.ndim != 2:
+        return 1.0
+    std = torch.from_numpy(train_x.astype(np.float64).std(0)).float()
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
 def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Test accuracy of the student and the control for every seed: mean and standard deviation,
     so that "distillation helped" is a claim with error bars."""
@@ -216,7 +226,8 @@ def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
 def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
-    bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y))
+    bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y),
+                      scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x))
     models = {role: (load_model(root / path), root / path) for role, path in ROLES.items()}
     num_classes = predict(models["teacher"][0], bench.x[:1]).shape[-1]
     champion, champion_info = load_champion(root, bench.x, num_classes)

@@ -75,3 +75,18 @@ def test_blur_and_contrast_by_hand():
     assert blurred.sum().item() == pytest.approx(1.0)
     x = torch.tensor([[[[0.0, 2.0], [4.0, 6.0]]]])  # mean 3
     assert torch.allclose(contrast(x, 2, g), torch.tensor([[[[0.9, 2.3], [3.7, 5.1]]]]))  # factor 0.7
+
+
+def test_noise_and_budgets_are_in_each_features_own_units():
+    from kdflow.robustness import corrupted_sets, fgsm, pgd
+
+    x = torch.zeros(2000, 2)
+    scale = torch.tensor([1.0, 1000.0])  # e.g. years and dollars
+    noisy = corrupted_sets(x, severities=1, scale=scale)["gaussian_noise", 1]
+    assert torch.allclose(noisy.std(0), 0.1 * scale, rtol=0.1)
+    model = torch.nn.Linear(2, 2)
+    y = torch.zeros(2000, dtype=torch.long)
+    step = (fgsm(model, x, y, 0.05, scale) - x).abs()
+    assert torch.allclose(step.max(0).values, 0.05 * scale)
+    moved = (pgd(model, x, y, 0.1, 3, scale=scale) - x).abs().max(0).values
+    assert (moved <= 0.1 * scale + 1e-4).all() and moved[1] > 10  # dollars move by dollars
