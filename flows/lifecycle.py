@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from flows import summary
+from tasks import layout
 
 STAGES = ("prepare", "contract", "validate", "teacher", "distill", "champion", "evaluate", "register")
 # Only the registry steps talk to a service that can fail for a moment (a locked SQLite
@@ -62,12 +63,14 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
     ran: dict[str, bool] = {}
     for stage in STAGES:
         step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2)
+        (Path(root) / layout.FAILED_STAGE).unlink(missing_ok=True)
         state = step(stage, root, return_state=True)
         if not state.is_completed():
             message = f"stage {stage!r} failed; later stages did not run (see its message above)"
             create_markdown_artifact(
                 key="kdflow-summary",
-                markdown=summary.failure_markdown(stage, ran, summary.validation_report(Path(root))),
+                markdown=summary.failure_markdown(stage, ran, summary.validation_report(Path(root)),
+                                                  summary.failure_message(Path(root), stage)),
                 description="kdflow lifecycle summary",
             )
             return Failed(message=message)

@@ -12,6 +12,13 @@ ROLES = ("teacher", "student", "control", "champion", "student_onnx", "student_i
 SHOWN_PROBLEMS = 25
 
 
+def failure_message(root: Path, stage: str) -> str | None:
+    """What the stage said when it failed (tasks._stage.main keeps it)."""
+    path = root / layout.FAILED_STAGE
+    failure = read_json(path) if path.exists() else {}
+    return failure.get("message") if failure.get("stage") == stage else None
+
+
 def validation_report(root: Path) -> dict | None:
     path = root / layout.VALIDATION_REPORT
     return read_json(path) if path.exists() else None
@@ -126,9 +133,10 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def failure_markdown(failed: str, ran: dict[str, bool], validation: dict | None = None) -> str:
-    """Which stage failed and what that means for the registry; for a failed validation, its
-    problems (`validation`: the stage's report) and where its Data Docs are."""
+def failure_markdown(failed: str, ran: dict[str, bool], validation: dict | None = None, message: str | None = None) -> str:
+    """Which stage failed, why (`message`: what it said) and what that means for the registry;
+    for a failed validation, its problems (`validation`: the stage's report) and where its
+    Data Docs are."""
     done = ", ".join(f"{s} ({'ran' if r else 'skipped'})" for s, r in ran.items()) or "none"
     if failed == "register":
         registry = (
@@ -138,6 +146,8 @@ def failure_markdown(failed: str, ran: dict[str, bool], validation: dict | None 
     else:
         registry = "No later stage ran, and the registry was not changed."
     text = f"# kdflow lifecycle: FAILED\n\nStage **{failed}** failed. {registry}\n\nStages before it: {done}\n"
+    if message and not (failed == "validate" and validation and not validation.get("passed")):
+        text += f"\n## Why\n\n```\n{message}\n```\n"
     if failed == "validate" and validation and not validation.get("passed"):
         problems = validation.get("problems") or []
         text += (

@@ -38,6 +38,9 @@ class DataContract(BaseModel):
     learnt_from: dict[str, str]  # which training split (its MD5) the contract came from
     features: list[str] = Field(min_length=1)  # names, in the order of the prepared arrays
     label: str = Field(default="label", min_length=1)
+    # a table's categorical columns and their categories, in code order: a new category would
+    # shift ordinal codes or add one-hot columns
+    categories: dict[str, list[str]] = Field(default_factory=dict)
     low: list[float]  # allowed range per feature (one value: the same for all), tolerance included
     high: list[float]
     classes: list[str] = Field(min_length=2)  # label i is classes[i]
@@ -91,6 +94,7 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         learnt_from={"split": "train", "md5": train_md5, "rows": str(len(train))},
         features=schema.features,
         label=schema.label,
+        categories=schema.categories,
         low=[_round(v, up=False) for v in lo - margin],
         high=[_round(v, up=True) for v in hi + margin],
         classes=classes,
@@ -112,8 +116,14 @@ def _round(value: float, up: bool) -> float:
 
 
 def check_matches(contract: DataContract, schema: Schema, path: Path) -> None:
-    """A kept contract must describe the data at hand: the same features, label and classes."""
+    """A kept contract must describe the data at hand: the same features, label, classes and
+    categories."""
     differences = [
+        f"categorical column {name!r}: the contract's categories are {theirs}, the data's {ours}"
+        + (f" (new: {sorted(new)})" if (new := set(ours or []) - set(theirs or [])) else "")
+        for name in sorted(contract.categories.keys() | schema.categories.keys())
+        if (theirs := contract.categories.get(name)) != (ours := schema.categories.get(name))
+    ] + [
         f"{what}: the contract has {_outline(theirs)}, the data {_outline(ours)}"
         for what, theirs, ours in (
             ("features", contract.features, schema.features),
@@ -137,7 +147,7 @@ def _outline(names: list[str], shown: int = 8) -> str:
 
 def write(contract: DataContract, path: Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(), sort_keys=False, width=100))
+        tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(), sort_keys=False, width=100, allow_unicode=True))
 
 
 def read(path: Path) -> DataContract:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +25,22 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     groups: np.ndarray | None = None  # per row: its group (patient, user...), when declared
+    # per row: where it came from in the user's source (a table's row number, an image file),
+    # so that messages name rows the user can find
+    origin: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim < 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
             raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
-        if self.groups is not None and len(self.groups) != len(self.y):
-            raise ValueError(f"bad split shapes: groups {self.groups.shape}, y {self.y.shape}")
+        for name in ("groups", "origin"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.y):
+                raise ValueError(f"bad split shapes: {name} {values.shape}, y {self.y.shape}")
+
+    def where(self, rows: np.ndarray | list[int]) -> list:
+        """These rows as the user's source names them (their positions when it does not)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.origin[rows].tolist() if self.origin is not None else rows.tolist()
 
     def __len__(self) -> int:
         return len(self.y)
@@ -48,6 +58,8 @@ class Schema:
     features: list[str]  # one name per value of a flattened sample
     label: str
     classes: list[str]  # label i is classes[i]
+    # a table's categorical columns: their categories, in the order of their codes or columns
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
         write_json(asdict(self), path)
@@ -112,22 +124,34 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
     count = len(np.unique(groups))
     if count < 2:
         raise ValueError(f"{count} group(s) cannot be split: a grouped holdout needs at least 2 groups")
-    # `held` of `folds` equal folds, as close to `fraction` as up to 20 folds (and the number
-    # of groups) allow: 0.2 is 1 of 5, 0.7 is 7 of 10, 0.15 is 3 of 20.
+    # Folds, as many as make `fraction` a whole number of them, the more the finer (0.2 is 4 of
+    # 20, 0.15 is 3 of 20; at most 20, at most one per group). Groups of unequal size make
+    # folds of unequal size, so the folds held out are chosen by rows: each one that brings the
+    # count closer to `fraction` of the rows (at least one, never all).
     options = [(k, min(max(1, round(fraction * k)), k - 1)) for k in range(2, min(20, count) + 1)]
-    folds, held_folds = min(options, key=lambda o: (abs(o[1] / o[0] - fraction), o[0]))
+    folds, _ = min(options, key=lambda o: (abs(o[1] / o[0] - fraction), -o[0]))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     tests = [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
-    held = np.sort(np.concatenate(tests[:held_folds]))
+    target, taken = fraction * len(y), []
+    for i, test in enumerate(tests):
+        total = sum(len(tests[j]) for j in taken)
+        if abs(total + len(test) - target) < abs(total - target) and len(taken) < folds - 1:
+            taken.append(i)
+    if not taken:
+        taken = [int(np.argmin([abs(len(t) - target) for t in tests]))]
+    held = np.sort(np.concatenate([tests[i] for i in taken]))
     return np.setdiff1d(np.arange(len(y)), held), held
 
 
 def save_split(split: Split, path: str | Path) -> None:
-    groups = {} if split.groups is None else {"groups": split.groups.astype(str)}
+    extra = {} if split.groups is None else {"groups": split.groups.astype(str)}
+    if split.origin is not None:  # row numbers, or names such as image files
+        extra["origin"] = split.origin
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, x=split.x, y=split.y, **groups)
+        np.savez(handle, x=split.x, y=split.y, **extra)
 
 
 def load_split(path: str | Path) -> Split:
     with np.load(path, allow_pickle=False) as archive:
-        return Split(archive["x"], archive["y"], archive["groups"] if "groups" in archive.files else None)
+        optional = {name: archive[name] for name in ("groups", "origin") if name in archive.files}
+        return Split(archive["x"], archive["y"], **optional)

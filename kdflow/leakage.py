@@ -19,8 +19,8 @@ from kdflow.data import Split
 class Leak:
     first: str
     second: str
-    rows_first: list[int]  # row indices in `first`, up to the report limit
-    rows_second: list[int]
+    rows_first: list  # rows of `first` as its source names them (`Split.where`), up to the limit
+    rows_second: list
     count: int  # all leaked rows, however many are listed
     near: bool = False  # near duplicates (count is of `second`'s rows) rather than exact ones
 
@@ -47,14 +47,14 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10) -> list[Leak]:
         hits = [(i, where[d]) for i, d in enumerate(digests[first]) if d in where]
         if hits:
             shown = hits[:limit]
-            leaks.append(
-                Leak(first, second, [a for a, _ in shown], [b for _, b in shown], len(hits))
-            )
+            a, b = zip(*shown)
+            leaks.append(Leak(first, second, splits[first].where(a), splits[second].where(b), len(hits)))
     return leaks
 
 
-def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10) -> str | None:
-    """The same sample twice in one split with different labels: at least one label is wrong."""
+def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None) -> str | None:
+    """The same sample twice in one split with different labels: at least one label is wrong.
+    `classes` names the labels (default: their numbers)."""
     first_seen: dict[bytes, int] = {}
     conflicts = []
     for row, digest in enumerate(row_digests(split.x)):
@@ -64,7 +64,11 @@ def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10) -
             conflicts.append((first_seen[digest], row))
     if not conflicts:
         return None
-    shown = ", ".join(f"{a}({split.y[a]})<->{b}({split.y[b]})" for a, b in conflicts[:limit])
+    def named(row: int) -> str:
+        label = int(split.y[row])
+        return f"{split.where([row])[0]}({classes[label] if classes and 0 <= label < len(classes) else label})"
+
+    shown = ", ".join(f"{named(a)}<->{named(b)}" for a, b in conflicts[:limit])
     return f"{len(conflicts)} sample(s) in {name} repeated with a different label: rows(label) {shown}"
 
 
@@ -141,5 +145,6 @@ def near_duplicates(
             hits = hits[[a != b for a, b in zip(mine, theirs)]]
         if hits.size:
             shown = hits[:limit]
-            leaks.append(Leak(reference, name, neighbour[shown, 0].tolist(), shown.tolist(), int(hits.size), near=True))
+            leaks.append(Leak(reference, name, splits[reference].where(neighbour[shown, 0]), split.where(shown),
+                              int(hits.size), near=True))
     return leaks

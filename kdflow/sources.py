@@ -44,14 +44,17 @@ class Loaded:
     label: str = "label"
     split: np.ndarray | None = None  # per row: "train", "val" or "test", when the user split
     groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
+    origin: np.ndarray | None = None  # per row: its name in the source; default: its row number
+    categories: dict[str, list[str]] | None = None  # categorical columns: categories in code order
 
     def rows(self, index: np.ndarray) -> Split:
-        """These rows as a split."""
-        return Split(self.x[index], self.y[index], None if self.groups is None else self.groups[index])
+        """These rows as a split, each still named as in the source."""
+        origin = self.origin[index] if self.origin is not None else np.asarray(index)
+        return Split(self.x[index], self.y[index], None if self.groups is None else self.groups[index], origin)
 
     @property
     def schema(self) -> Schema:
-        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes)
+        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories or {})
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -106,10 +109,12 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _encode(frame: pd.DataFrame, rules: dict[str, str | list[str]], path: Path) -> pd.DataFrame:
+def _encode(frame: pd.DataFrame, rules: dict[str, str | list[str]], path: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Categorical columns by their declared rule: one-hot or ordinal codes, the categories in
-    sorted order (so the same data always gives the same columns) or in the declared order."""
+    sorted order (so the same data always gives the same columns) or in the declared order.
+    Returns the encoded frame and each column's categories, in code order."""
     out = frame.copy()
+    levels = {}
     for column, rule in rules.items():
         _no_blanks(out[column], f"{path}: categorical column {column!r}")
         values = out.pop(column).astype(str).str.strip()
@@ -123,12 +128,13 @@ def _encode(frame: pd.DataFrame, rules: dict[str, str | list[str]], path: Path) 
                     f"{rule}: {sorted(set(values[unknown]))[:SHOWN]} in rows {rows[:SHOWN].tolist()}"
                 )
             categories, rule = rule, "ordinal"
+        levels[column] = list(categories)
         if rule == "ordinal":
             out[column] = pd.Categorical(values, categories=categories).codes.astype(np.float32)
         else:
             for category in categories:
                 out[f"{column}={category}"] = (values == category).astype(np.float32)
-    return out
+    return out, levels
 
 
 def _groups(column: pd.Series, where: str) -> np.ndarray:
@@ -151,7 +157,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         raise DataError(f"{path}: column(s) {extra} cannot be both a feature and the label, split or group column")
     if not features:
         raise DataError(f"{path}: no feature columns besides {sorted(special)}")
-    encoded = _encode(frame[features], {c: r for c, r in t.categorical.items() if c in features}, path)
+    encoded, categories = _encode(frame[features], {c: r for c, r in t.categorical.items() if c in features}, path)
     numeric = encoded.apply(pd.to_numeric, errors="coerce")
     not_numbers = numeric.isna() & encoded.notna()
     if not_numbers.any().any():
@@ -162,9 +168,13 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
             f"{path}: column {column!r} has {rows.size} value(s) that are not numbers, e.g. {values} in rows "
             f"{rows[:SHOWN].tolist()}; declare it in prepare.table.categorical if it is a category"
         )
-    clashes = sorted({c for c in numeric.columns if list(numeric.columns).count(c) > 1})
+    names = list(numeric.columns)
+    clashes = sorted({c for c in names if names.count(c) > 1} | (set(names) & special))
     if clashes:
-        raise DataError(f"{path}: feature name(s) {clashes} occur twice after encoding the categorical columns; rename a column")
+        raise DataError(
+            f"{path}: feature name(s) {clashes} occur twice, or as the label, split or group column, after encoding "
+            "the categorical columns; rename a column"
+        )
     x = numeric.to_numpy(np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -180,6 +190,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         classes=classes,
         features=[str(c) for c in numeric.columns],
         label=t.label,
+        categories=categories,
         split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,
         groups=_groups(frame[t.group_column], f"{path}: group column {t.group_column!r}") if t.group_column else None,
     )
@@ -204,6 +215,7 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
 
     if {"x", "y"} <= arrays.keys():
         x, labels = pair("x", "y")
+        origin = None  # x[i] is row i
         extra = {k: arrays[k] for k in ("split", "groups") if k in arrays}
         for key, values in extra.items():
             if values.shape != labels.shape:
@@ -219,13 +231,14 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
         x = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
         split = np.concatenate([np.full(len(p[1]), s) for s, p in zip(names, parts)])
+        origin = np.concatenate([[f"x_{s}[{i}]" for i in range(len(p[1]))] for s, p in zip(names, parts)])
         groups = None
     else:
         raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(arrays)}")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
     y, classes = _labels(labels, f"{path}: array 'y'")
-    return Loaded(x.astype(np.float32), y, classes, split=split, groups=groups)
+    return Loaded(x.astype(np.float32), y, classes, split=split, groups=groups, origin=origin)
 
 
 def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int) -> np.ndarray:
@@ -264,7 +277,7 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     if not classes:
         raise DataError(f"{folder}: no class folders inside")
     size = tuple(cfg.images.size) if cfg.images.size else None
-    pixels, labels, first = [], [], None
+    pixels, labels, origin, first = [], [], [], None
     for label, name in enumerate(classes):
         files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -283,8 +296,9 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
                 )
             pixels.append(array if array.ndim == 3 else array[..., None])
             labels.append(label)
+            origin.append(f"{name}/{file.name}")
     x = np.stack(pixels).transpose(0, 3, 1, 2)  # [n, channels, height, width]
-    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes)
+    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes, origin=np.asarray(origin))
 
 
 def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:

@@ -59,9 +59,12 @@ class Failure:
         return f"{where}: {self.expectation}: {self.details}"
 
 
-def to_frame(x: np.ndarray, y: np.ndarray, contract: DataContract) -> pd.DataFrame:
-    """A split as the table the contract describes: its feature names, then the label."""
-    frame = pd.DataFrame(x.reshape(len(x), -1), columns=contract.features)
+def to_frame(x: np.ndarray, y: np.ndarray, contract: DataContract, origin: np.ndarray | None = None) -> pd.DataFrame:
+    """A split as the table the contract describes: its feature names, then the label; the
+    rows indexed by `origin` (their names in the user's source) when given, so that failures
+    name rows the user can find."""
+    frame = pd.DataFrame(x.reshape(x.shape[0], int(np.prod(x.shape[1:]))), columns=contract.features,
+                         index=None if origin is None else pd.Index(origin))
     frame[contract.label] = y
     return frame
 
@@ -136,7 +139,7 @@ class Suites:
         ]
         if not per_feature:
             checks.append(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=float(low[0]), max_value=float(high[0])))
-        for r in self._run(f"{split}-all-features", long, checks, "COMPLETE"):
+        for r in self._run(f"{split}-all-features", long, checks, "SUMMARY"):
             if r.success:
                 continue
             kind = r.expectation_config.type
@@ -148,16 +151,24 @@ class Suites:
             if message := _error_message(r.exception_info):
                 failures.append(Failure(split, kind, None, "could not evaluate: " + str(message).strip().splitlines()[-1][:200]))
                 continue
-            hits = np.asarray(r.result.get("unexpected_index_list") or [], dtype=np.int64)
+            # One line per expectation, however many features fail it (every pixel of an image
+            # set on the wrong scale is one problem): the count, then the first few hits GX
+            # returns, by feature.
+            hits = np.asarray(r.result.get("partial_unexpected_index_list") or [], dtype=np.int64)
             rows, positions = np.divmod(hits, len(columns))
-            allowed = f"; allowed [{low[0]:.6g}, {high[0]:.6g}]" if "between" in kind else ""
-            for j in np.unique(positions):
-                bad = rows[positions == j]
-                shown = [float(f"{v:.6g}") for v in values[bad[:SHOWN], j].astype(float)]
-                failures.append(Failure(
-                    split, kind, columns[j],
-                    f"{bad.size} of {len(frame)} rows; values {shown}{allowed}; rows {frame.index[bad[:SHOWN]].tolist()}",
-                ))
+            seen = list(dict.fromkeys(positions.tolist()))
+            pieces = [
+                f"{columns[j]}: values {[float(f'{v:.6g}') for v in values[bad[:SHOWN], j].astype(float)]}, "
+                f"rows {frame.index[bad[:SHOWN]].tolist()}"
+                for j in seen[:SHOWN]
+                for bad in [rows[positions == j]]
+            ]
+            outside = f" outside [{low[0]:.6g}, {high[0]:.6g}]" if "between" in kind else ""
+            failures.append(Failure(
+                split, kind, columns[seen[0]] if len(seen) == 1 else None,
+                f"{r.result.get('unexpected_count')} of {values.size} values{outside}; first: " + "; ".join(pieces)
+                + ("; ..." if len(seen) > SHOWN else ""),
+            ))
         return failures
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_path
+from kdflow.io import atomic_path, write_json
 from kdflow.lineage import file_md5
 from kdflow.settings import ProjectNotFound, configure, find_root
 from tasks import layout
@@ -26,15 +26,18 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
     """Run one stage in the project around the working directory.
 
     An expected failure (bad params or input files, failed validation, failed registry
-    action) prints one message naming what is wrong and exits 1; anything else is a bug and
-    keeps its traceback.
+    action) prints one message naming what is wrong, keeps it in reports/failed_stage.json
+    for the flow's summary, and exits 1; anything else is a bug and keeps its traceback.
     """
+    root = None
     try:
         root = find_root()
         configure(root)
         run(load_params(root / "params.yaml"), root)
     except (KdflowError, ProjectNotFound, ValueError, FileNotFoundError) as error:
         console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
+        if root is not None:
+            write_json({"stage": name, "message": str(error)}, root / layout.FAILED_STAGE)
         sys.exit(1)
     finally:
         if "torch.distributed" in sys.modules:  # only training stages start process groups

@@ -38,6 +38,7 @@ CHAMPION_MODEL = CHAMPION_DIR / "student.pt"
 
 REGISTERED = Path("reports/registered.json")
 REPORT = Path("reports/report.html")  # the self-contained report people read
+FAILED_STAGE = Path("reports/failed_stage.json")  # why the last stage that failed did (not a DVC output)
 
 # The artifacts a candidate is made of: their MD5s are its lineage, and their fingerprint
 # identifies it in the registry.

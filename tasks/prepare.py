@@ -48,6 +48,11 @@ def run(params: Params, root: Path) -> dict[str, int]:
         splits = make_splits(loaded, cfg.test_fraction, cfg.val_fraction, cfg.seed)
     except ValueError as error:
         raise DataError(f"{cfg.path or cfg.dataset}: cannot split: {error}") from None
+    if loaded.groups is not None and loaded.split is None:
+        share = len(splits["test"]) / len(loaded.y)
+        if abs(share - cfg.test_fraction) > 0.05:  # whole groups cannot always make the fraction
+            console.print(f"[yellow]prepare warning:[/] the grouped test split holds {share:.0%} of the rows "
+                          f"(test_fraction {cfg.test_fraction:.0%}): too few groups, or groups of very unequal size")
     for name, split in splits.items():
         save_split(split, root / layout.SPLIT_FILES[name])
     loaded.schema.save(root / layout.SCHEMA)

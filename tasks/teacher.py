@@ -42,6 +42,11 @@ def require_validated(root: Path) -> None:
             f"{layout.VALIDATION_REPORT}: the data failed validation ({len(report.get('problems', []))} problem(s)); "
             "nothing is trained until it passes"
         )
+    checked = report.get("inputs", {})
+    for split in ("train", "val"):
+        name = str(layout.SPLIT_FILES[split])
+        if checked.get(name) != file_md5(root / name):
+            raise NotValidated(f"{name} changed since it passed validation: run stage validate again")
 
 
 def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 from kdflow.config import Params
 from kdflow.data import SPLITS, Schema, Split, load_split
 from kdflow.errors import KdflowError
-from kdflow.io import write_json
+from kdflow.io import umask, write_json
+from kdflow.lineage import file_md5
 from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
 from kdflow.contract import DataContract, check_matches, class_counts, proportion_problems, psi
 from kdflow.contract import read as read_contract
@@ -44,7 +45,7 @@ def run(params: Params, root: Path) -> dict:
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
     check_matches(agreed, Schema.load(root / layout.SCHEMA), root / layout.CONTRACT)
     # Images are checked pixel by pixel, as flat rows.
-    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups) for name, s in splits.items()}
+    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in splits.items()}
     train = splits["train"]
     problems = [str(f) for f in _suites(splits, agreed, root / layout.DATA_DOCS)]
     missing = sorted(set(range(len(agreed.classes))) - set(np.unique(train.y).tolist()))
@@ -71,8 +72,9 @@ def run(params: Params, root: Path) -> dict:
     limit = cfg.max_leaked_rows_shown
     checks = ["exact duplicates", "conflicting labels"]
     problems += [leak.describe() for leak in exact_duplicates(splits, limit)]
-    if conflict := conflicting_duplicates(train, "train", limit):
-        problems.append(conflict)
+    for name, split in splits.items():  # in val or test, it caps every score measured there
+        if conflict := conflicting_duplicates(split, name, limit, agreed.classes):
+            problems.append(conflict)
     if any(s.groups is not None for s in splits.values()):
         checks.append("groups")
         problems += group_leaks(splits, limit)
@@ -88,6 +90,8 @@ def run(params: Params, root: Path) -> dict:
         "passed": not problems,
         "problems": problems,
         "data_docs": str(layout.DATA_DOCS / "index.html"),
+        # which bytes this verdict is about: training starts only from these
+        "inputs": {str(path): file_md5(root / path) for path in (*layout.SPLIT_FILES.values(), layout.CONTRACT)},
         "rows": {name: len(s) for name, s in splits.items()},
         "features": len(agreed.features),
         "labels": agreed.labels,
@@ -122,9 +126,10 @@ def _suites(splits: dict[str, Split], agreed: DataContract, docs: Path) -> list[
     replaced as a whole (pass or fail) so that it always shows this run and only this run."""
     docs.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=docs.parent, prefix=f".{docs.name}."))
+    building.chmod(0o777 & ~umask())  # mkdtemp makes it private; the docs are for everyone
     try:
         suites = Suites(agreed, building)
-        failures = [f for name, s in splits.items() for f in suites.validate(to_frame(s.x, s.y, agreed), name)]
+        failures = [f for name, s in splits.items() for f in suites.validate(to_frame(s.x, s.y, agreed, s.origin), name)]
         shutil.rmtree(docs, ignore_errors=True)
         building.rename(docs)
     finally:

@@ -61,3 +61,8 @@ def test_the_data_verdicts_are_in_the_summary():
     text = markdown(r, {"validate": True})
     assert "## Data" in text and "leakage checks (exact duplicates). Rows: train 3,600, val 400." in text
     assert "Worst drift from train: val.x3, PSI 0.12." in text and "- warning: val.x3: drift" in text
+
+
+def test_a_failed_stage_says_why():
+    text = failure_markdown("prepare", {}, None, "data/raw/t.csv: the file is empty")
+    assert "## Why\n\n```\ndata/raw/t.csv: the file is empty\n```" in text

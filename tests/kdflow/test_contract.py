@@ -99,3 +99,24 @@ def test_psi_sees_drift_in_a_rare_binary_feature():
     same = (rng.uniform(size=(1000, 1)) < 0.05).astype(np.float32)
     drifted = (rng.uniform(size=(1000, 1)) < 0.30).astype(np.float32)  # 30 % ones
     assert psi(reference, same)[0] < 0.05 and psi(reference, drifted)[0] > 0.25
+
+
+def test_a_new_category_is_named_before_it_can_shift_the_codes(tmp_path):
+    schema = Schema(["tenure", "region"], "churned", ["no", "yes"], {"region": ["east", "north", "west"]})
+    c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), schema, "0" * 32,
+              tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
+    assert c.categories == {"region": ["east", "north", "west"]}
+    write(c, tmp_path / "c.yaml")
+    assert read(tmp_path / "c.yaml") == c
+    grown = Schema(schema.features, schema.label, schema.classes, {"region": ["central", "east", "north", "west"]})
+    with pytest.raises(ContractError, match=r"categorical column 'region': the contract's categories are "
+                                            r"\['east', 'north', 'west'\], the data's \['central', .*\] \(new: \['central'\]\)"):
+        check_matches(c, grown, tmp_path / "c.yaml")
+
+
+def test_names_are_written_as_they_are(tmp_path):
+    named = Schema(["日本", "größe"], "label", ["a", "b"])
+    c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), named, "0" * 32,
+              tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
+    write(c, tmp_path / "c.yaml")
+    assert "- 日本" in (tmp_path / "c.yaml").read_text(encoding="utf-8") and read(tmp_path / "c.yaml") == c

@@ -55,3 +55,26 @@ def test_a_grouped_holdout_keeps_groups_whole_and_holds_out_about_the_fraction(f
     assert abs(len(held) / 1000 - fraction) < 0.03
     with pytest.raises(ValueError, match="needs at least 2 groups"):
         holdout_indices(y, fraction, 0, np.full(1000, "one"))
+
+
+def test_a_grouped_holdout_with_unequal_groups_counts_rows_not_folds():
+    from kdflow.data import holdout_indices
+
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 60, 80)  # 80 patients with 1 to 59 rows each
+    groups = np.repeat(np.arange(80), sizes).astype(str)
+    y = rng.integers(0, 2, len(groups))
+    for fraction in (0.2, 0.3):
+        keep, held = holdout_indices(y, fraction, 0, groups)
+        assert not set(groups[keep]) & set(groups[held])
+        assert abs(len(held) / len(y) - fraction) < 0.05, len(held) / len(y)
+
+
+def test_one_big_group_does_not_take_the_whole_holdout():
+    from kdflow.data import holdout_indices
+
+    groups = np.array(["big"] * 400 + [f"p{i // 10}" for i in range(600)])  # one patient: 40 % of rows
+    y = np.random.default_rng(2).integers(0, 2, 1000)
+    for seed in range(5):
+        keep, held = holdout_indices(y, 0.2, seed, groups)
+        assert "big" not in set(groups[held]) and abs(len(held) / 1000 - 0.2) < 0.05

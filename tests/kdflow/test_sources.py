@@ -41,6 +41,11 @@ def test_a_csv_table_with_a_declared_categorical_rule(tmp_path):
     assert ordinal.x[:, 2].tolist() == [2, 0, 2, 1] and ordinal.schema.features == ["a", "b", "colour"]
     ordered = load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": ["red", "green", "blue"]}}}), tmp_path)
     assert ordered.x[:, 2].tolist() == [0, 2, 0, 1]  # the declared order, not the alphabet
+    assert loaded.schema.categories == {"colour": ["blue", "green", "red"]}
+    assert ordered.schema.categories == {"colour": ["red", "green", "blue"]}
+    clash = table(tmp_path, "plan,plan=pro\nbasic,0\npro,1\n", "clash.csv")
+    with pytest.raises(DataError, match=r"feature name\(s\) \['plan=pro'\] occur twice, or as the label"):
+        load(cfg(**clash.model_dump() | {"table": {"label": "plan=pro", "categorical": {"plan": "onehot"}}}), tmp_path)
     with pytest.raises(DataError, match=r"'colour' has 1 value\(s\) outside its declared order \['red', 'blue'\]: \['green'\] in rows \[3\]"):
         load(cfg(**c.model_dump() | {"table": {"categorical": {"colour": ["red", "blue"]}}}), tmp_path)
     with pytest.raises(ValueError, match="categorical.colour: a declared order needs two or more distinct"):

@@ -102,7 +102,20 @@ def test_one_range_for_every_pixel():
     x = np.random.default_rng(0).uniform(size=(6, 400)).astype(np.float32)
     x[2, 21] = 1.5
     failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide), "test", wide))
-    assert failure.column == "pixel_1_1" and "values [1.5]; allowed [0, 1]; rows [2]" in failure.details
+    assert failure.column == "pixel_1_1"
+    assert failure.details == "1 of 2400 values outside [0, 1]; first: pixel_1_1: values [1.5], rows [2]"
+
+
+def test_a_whole_image_set_on_the_wrong_scale_is_one_line():
+    wide = DataContract(
+        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], low=[0.0], high=[1.0],
+        classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
+    )
+    x = np.full((6, 400), 200.0, np.float32)  # 0-255 pixels against a 0-1 contract
+    origin = np.array([f"cats/{i}.png" for i in range(6)])
+    failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide, origin), "test", wide))
+    assert failure.column is None and failure.details.startswith("2400 of 2400 values outside [0, 1]; first: pixel_0_0")
+    assert "rows ['cats/0.png']" in failure.details and failure.details.endswith("; ...")
 
 
 def test_data_docs_show_every_suite_and_result(tmp_path):

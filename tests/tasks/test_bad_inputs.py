@@ -7,6 +7,7 @@ tests/flows/test_lifecycle_e2e.py runs one bad input through the real flow and r
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from kdflow.io import read_json
-from tasks import contract, layout, prepare, validate
+from tasks import contract, layout, prepare, teacher, validate
 from tasks._stage import main
 from tests.conftest import TINY, write_params
 
@@ -168,6 +169,10 @@ class Bad:
 
 
 LABELS = np.array([0, 1] * 60)
+# Rows are named as the CSV file numbers them: the copied rows below are these.
+_PARTS = given_split(customers())["part"]
+FIRST_TRAIN, SECOND_TRAIN = _PARTS.index[_PARTS == "train"][:2]
+FIRST_TEST = _PARTS.index[_PARTS == "test"][0]
 CORPUS = {
     "empty file": Bad(table(b""), "prepare", r"data/raw/t\.csv: the file is empty"),
     "header only": Bad(table("tenure,spend,churned\n"), "prepare", r"t\.csv: no rows \(columns: \['tenure', 'spend', 'churned'\]\)"),
@@ -196,9 +201,9 @@ CORPUS = {
     "a value outside the contract": Bad(kept_contract_then(lambda f: f.assign(spend=f["spend"].where(f.index != 4, 1e6))), "validate",
                                         r"\.spend: expect_column_values_to_be_between: 1 of \d+ rows; values \[1000000\.0\]; allowed \[.*\]; rows \[\d+\]"),
     "too few rows": Bad(table(customers(rows=60)), "validate", r"val: expect_table_row_count_to_be_between: observed 5"),
-    "leaked rows": Bad(with_part(copy_row("test")), "validate", r"1 sample\(s\) of train also in test: rows 0<->0"),
+    "leaked rows": Bad(with_part(copy_row("test")), "validate", rf"1 sample\(s\) of train also in test: rows {FIRST_TRAIN}<->{FIRST_TEST}\b"),
     "conflicting duplicates": Bad(with_part(copy_row("train", relabel=True)), "validate",
-                                  r"1 sample\(s\) in train repeated with a different label: rows\(label\) 0\(\d\)<->1\(\d\)"),
+                                  rf"1 sample\(s\) in train repeated with a different label: rows\(label\) {FIRST_TRAIN}\((yes|no)\)<->{SECOND_TRAIN}\((yes|no)\)"),
     "a grouped leak": Bad(with_part(patient_in_two_splits, group_column="patient"), "validate",
                           r"1 group\(s\) in both train and test: \['train-0'\]"),
     "a target-leaking feature": Bad(with_part(leaky_column), "validate", r"feature 'cancel_code' alone predicts the label with balanced validation accuracy 1\.0000 \(limit 0\.99\)"),
@@ -232,11 +237,20 @@ def test_bad_input_stops_before_training_with_a_message(case, project, capsys):
     message = " ".join(capsys.readouterr().err.split())
     assert stopped == (bad.stage, 1), message
     assert f"{bad.stage} failed:" in message and "Traceback" not in message
-    assert __import__("re").search(bad.message, message), message
+    assert re.search(bad.message, message), message
     # Nothing after the failed stage ran: no passing report for training to start from, no
     # model, and the registry was never opened.
+    # The flow's summary will say why: the stage kept its message.
+    kept = read_json(project / layout.FAILED_STAGE)
+    assert kept["stage"] == bad.stage and re.search(bad.message, " ".join(kept["message"].split()))
     report = project / layout.VALIDATION_REPORT
     assert not report.exists() or not read_json(report)["passed"]
+    # Training refuses to start after it, even when started by hand.
+    with pytest.raises(SystemExit) as refused:
+        main("teacher", teacher.run)
+    why = " ".join(capsys.readouterr().err.split())
+    assert refused.value.code == 1 and "teacher failed:" in why
+    assert ("stage validate must pass before training" if not report.exists() else "nothing is trained until it passes") in why
     assert not (project / "models").exists() and not (project / "mlflow.db").exists()
 
 

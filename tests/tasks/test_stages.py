@@ -41,14 +41,22 @@ def test_leaked_rows_are_named_and_training_starts_only_from_passed_data(prepare
     test = load_split(prepared / layout.SPLIT_FILES["test"])
     test.x[5] = train.x[11]
     save_split(test, prepared / layout.SPLIT_FILES["test"])
-    with pytest.raises(ValidationFailed, match=r"1 sample\(s\) of train also in test: rows 11<->5"):
+    # Rows are named as the source numbers them (here: MNIST-1D's generation order).
+    leak = f"1 sample(s) of train also in test: rows {train.origin[11]}<->{test.origin[5]}"
+    with pytest.raises(ValidationFailed, match=re.escape(leak)):
         validate.run(tiny_params, prepared)
     report = read_json(prepared / layout.VALIDATION_REPORT)
-    assert not report["passed"] and report["problems"] == ["1 sample(s) of train also in test: rows 11<->5"]
+    assert not report["passed"] and report["problems"] == [leak]
     with pytest.raises(teacher.NotValidated, match="the data failed validation \\(1 problem\\(s\\)\\); nothing is trained"):
         teacher.run(tiny_params, prepared)
     (prepared / layout.VALIDATION_REPORT).unlink()
     with pytest.raises(teacher.NotValidated, match="validation.json is missing: stage validate must pass"):
+        teacher.run(tiny_params, prepared)
+    test.x[5] += 1.0  # the leak fixed: validation passes; then train changes behind its back
+    save_split(test, prepared / layout.SPLIT_FILES["test"])
+    assert validate.run(tiny_params, prepared)["passed"]
+    save_split(Split(train.x[1:], train.y[1:], origin=train.origin[1:]), prepared / layout.SPLIT_FILES["train"])
+    with pytest.raises(teacher.NotValidated, match="train.npz changed since it passed validation"):
         teacher.run(tiny_params, prepared)
     assert not (prepared / layout.TEACHER).exists()
 
@@ -288,7 +296,7 @@ def test_a_user_table_goes_through_every_stage_under_its_own_names(project, tiny
     assert sum(rows.values()) == 1000
     schema = read_json(project / layout.SCHEMA)
     assert schema == {"features": ["tenure", "spend ($)", "minutes", "plan=basic", "plan=plus", "plan=pro"],
-                      "label": "churned", "classes": ["no", "yes"]}
+                      "label": "churned", "classes": ["no", "yes"], "categories": {"plan": ["basic", "plus", "pro"]}}
     assert contract.run(params, project)["written"]
     learnt = (project / layout.CONTRACT).read_text()
     assert "- spend ($)" in learnt and "label: churned" in learnt
@@ -297,12 +305,16 @@ def test_a_user_table_goes_through_every_stage_under_its_own_names(project, tiny
     pages = sorted(p.relative_to(docs).parts[0] for p in docs.rglob("*.html"))
     assert pages.count("expectations") == 6 and pages.count("validations") == 6 and "index.html" in pages
     assert "spend ($)" in (docs / "expectations/train.html").read_text()
+    from kdflow.io import umask
+
+    assert docs.stat().st_mode & 0o777 == 0o777 & ~umask()  # readable by all, as other outputs
 
     teacher.run(params, project)
     distill.run(params, project)
     champion.run(params, project)
     metrics = evaluate.run(params, project)
-    assert metrics["student"]["accuracy"] > 0.6  # the rule is learnable in raw units too
+    labels = load_split(project / layout.SPLIT_FILES["test"]).y
+    assert metrics["student"]["accuracy"] > np.bincount(labels).max() / len(labels) + 0.03  # beats "always no"
     assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-3  # the standardisation is exported too
     registered = register.run(params, project)
     registry = Registry(params.register_.model_name)
