@@ -22,10 +22,12 @@ from kdflow.io import atomic_path
 
 HEADER = """\
 # kdflow data contract: learnt from the training split on the first run. Review it and commit
-# it; every later run validates every split against it (stage validate). Edit a bound to
-# change what is accepted; delete the file to learn a new contract from the current data.
+# it; every later run validates every split against it (stage validate). Edit a range to
+# change what is accepted ("*": one range for every feature); delete the file to learn a new
+# contract from the current data.
 """
 PER_FEATURE_LIMIT = 256  # more features (image pixels): one value range for all of them
+ALL = "*"  # the key of that one range
 
 
 class ContractError(KdflowError, ValueError):
@@ -36,31 +38,36 @@ class DataContract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     learnt_from: dict[str, str]  # which training split (its MD5) the contract came from
-    features: list[str] = Field(min_length=1)  # names, in the order of the prepared arrays
     label: str = Field(default="label", min_length=1)
-    # a table's categorical columns and their categories, in code order: a new category would
-    # shift ordinal codes or add one-hot columns
-    categories: dict[str, list[str]] = Field(default_factory=dict)
-    low: list[float]  # allowed range per feature (one value: the same for all), tolerance included
-    high: list[float]
     classes: list[str] = Field(min_length=2)  # label i is classes[i]
     class_proportions: list[Annotated[float, Field(ge=0, le=1)]]
     proportion_tolerance: Annotated[float, Field(ge=0, le=1)]  # absolute, per class
     min_rows: Annotated[int, Field(ge=1)]
     max_rows: Annotated[int, Field(ge=1)]
+    # a table's categorical columns and their categories, in code order: a new category would
+    # shift ordinal codes or add one-hot columns
+    categories: dict[str, list[str]] = Field(default_factory=dict)
+    features: list[str] = Field(min_length=1)  # names, in the order of the prepared arrays
+    # allowed [low, high] per feature, tolerance included; or one range for all, keyed "*"
+    ranges: dict[str, tuple[float, float]]
 
     @model_validator(mode="after")
     def _shapes(self) -> DataContract:
-        if len(self.low) != len(self.high) or len(self.low) not in (1, len(self.features)):
-            raise ValueError(f"low and high need one bound per feature ({len(self.features)}) or one for all")
-        if not all(np.isfinite(self.low)) or not all(np.isfinite(self.high)):
-            raise ValueError("bounds must be finite numbers (widen a range instead of removing it)")
-        if any(lo > hi for lo, hi in zip(self.low, self.high)):
-            raise ValueError("a low bound exceeds its high bound")
-        if len(self.class_proportions) != len(self.classes):
-            raise ValueError("class_proportions needs one entry per class")
         if len(set(self.features)) != len(self.features) or self.label in self.features:
             raise ValueError("feature names must be unique and differ from the label's")
+        if list(self.ranges) != [ALL] and set(self.ranges) != set(self.features):
+            missing = [f for f in self.features if f not in self.ranges]
+            extra = [f for f in self.ranges if f not in self.features]
+            raise ValueError(
+                f"ranges need one entry per feature, or one for all ({ALL!r}): missing {missing[:10]}, unknown {extra[:10]}"
+            )
+        for name, (lo, hi) in self.ranges.items():
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"ranges.{name}: bounds must be finite numbers (widen a range instead of removing it)")
+            if lo > hi:
+                raise ValueError(f"ranges.{name}: the low bound {lo} exceeds the high bound {hi}")
+        if len(self.class_proportions) != len(self.classes):
+            raise ValueError("class_proportions needs one entry per class")
         return self
 
     @property
@@ -68,10 +75,16 @@ class DataContract(BaseModel):
         """The label values a split may hold: indices into `classes`."""
         return list(range(len(self.classes)))
 
+    @property
+    def per_feature(self) -> bool:
+        """Whether each feature has its own range (else one range holds for all)."""
+        return ALL not in self.ranges
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature arrays (low, high)."""
+        pairs = np.asarray([self.ranges[name] for name in self.features] if self.per_feature else [self.ranges[ALL]], float)
         n = len(self.features)
-        return np.resize(np.asarray(self.low, float), n), np.resize(np.asarray(self.high, float), n)
+        return np.resize(pairs[:, 0], n), np.resize(pairs[:, 1], n)
 
 
 def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, proportion_tolerance: float,
@@ -84,9 +97,12 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
     x = train.x.reshape(len(train.x), -1).astype(np.float64)
     if not np.isfinite(x).all():
         raise ContractError("the training split has NaN or infinite values; no contract can be learnt from it")
+    if x.shape[1] != len(schema.features):
+        raise ContractError(f"the training split has {x.shape[1]} features; its schema names {len(schema.features)}")
     lo, hi = x.min(0), x.max(0)
+    names = schema.features
     if x.shape[1] > PER_FEATURE_LIMIT:
-        lo, hi = np.array([lo.min()]), np.array([hi.max()])
+        lo, hi, names = np.array([lo.min()]), np.array([hi.max()]), [ALL]
     # A feature constant in train still gets room: tolerance x its magnitude (at least 1).
     margin = tolerance * np.maximum(hi - lo, np.maximum(np.abs(lo), 1.0) * (hi == lo))
     counts = np.bincount(train.y, minlength=len(classes))
@@ -95,8 +111,9 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         features=schema.features,
         label=schema.label,
         categories=schema.categories,
-        low=[_round(v, up=False) for v in lo - margin],
-        high=[_round(v, up=True) for v in hi + margin],
+        ranges={
+            name: (_round(low, up=False), _round(high, up=True)) for name, low, high in zip(names, lo - margin, hi + margin)
+        },
         classes=classes,
         class_proportions=[round(float(c) / counts.sum(), 6) for c in counts],
         proportion_tolerance=proportion_tolerance,
@@ -147,7 +164,8 @@ def _outline(names: list[str], shown: int = 8) -> str:
 
 def write(contract: DataContract, path: Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(), sort_keys=False, width=100, allow_unicode=True))
+        tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(mode="json"), sort_keys=False, width=100, allow_unicode=True,
+                                                default_flow_style=None))
 
 
 def read(path: Path) -> DataContract:

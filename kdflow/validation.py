@@ -105,7 +105,7 @@ class Suites:
     def validate(self, frame: pd.DataFrame, split: str) -> list[Failure]:
         """Run both suites over one split; an empty list means it passed."""
         c = self.contract
-        per_feature = len(c.low) == len(c.features)
+        per_feature = c.per_feature
         low, high = c.bounds()
         table = [
             gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*c.features, c.label]),

@@ -136,7 +136,7 @@ def test_failing_validation_stops_before_training_and_registers_nothing(root):
     write_params(root, raw)
     # Someone tightens the reviewed data contract: feature x0 must now stay within [0, 0.01].
     agreed = yaml.safe_load((root / layout.CONTRACT).read_text())
-    agreed["low"][0], agreed["high"][0] = 0.0, 0.01
+    agreed["ranges"]["x0"] = [0.0, 0.01]
     (root / layout.CONTRACT).write_text(yaml.safe_dump(agreed, sort_keys=False))
     student_before = (root / layout.STUDENT).read_bytes()
     result = kdflow(root, "run")

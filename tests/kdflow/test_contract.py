@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import yaml
 
 from kdflow.contract import ContractError, check_matches, learn, proportion_problems, psi, read, write
 from kdflow.data import Schema, Split
@@ -27,6 +28,7 @@ def test_learn_widens_each_range_and_round_trips_through_yaml(tmp_path):
     write(c, tmp_path / "contract.yaml")
     text = (tmp_path / "contract.yaml").read_text()
     assert text.startswith("# kdflow data contract") and read(tmp_path / "contract.yaml") == c
+    assert f"  age: [{c.ranges['age'][0]}, {c.ranges['age'][1]}]\n" in text  # each range beside its name
 
 
 def test_a_bad_or_missing_contract_is_named(tmp_path):
@@ -35,6 +37,15 @@ def test_a_bad_or_missing_contract_is_named(tmp_path):
     (tmp_path / "c.yaml").write_text("features: [x0]\nlow: [1]\nhigh: [0]\n")
     with pytest.raises(ContractError, match="not a valid data contract"):
         read(tmp_path / "c.yaml")
+    good = contract_of(split()).model_dump(mode="json")
+    for change, message in (
+        ({"ranges": {**good["ranges"], "age": [2.0, 1.0]}}, r"ranges\.age: the low bound 2\.0 exceeds the high bound 1\.0"),
+        ({"ranges": {"age": [0, 1]}}, r"missing \['income \(k\$\)', 'colour=red'\]"),
+        ({"ranges": {**good["ranges"], "age": [0, float("inf")]}}, r"ranges\.age: bounds must be finite"),
+    ):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(good | change))
+        with pytest.raises(ContractError, match=message):
+            read(tmp_path / "c.yaml")
 
 
 def test_a_single_class_cannot_make_a_contract():
@@ -68,7 +79,8 @@ def test_bounds_round_outwards_and_constant_features_get_room():
     assert (low <= x.min(0)).all() and (high >= x.max(0)).all()  # train always fits its own contract
     loose = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
                   min_rows=1, max_rows=100)
-    assert loose.low[0] < 0.3 - 0.4 and loose.high[0] > 0.3 + 0.4  # constant: 0.5 x max(|v|, 1) of room
+    low, high = loose.ranges["x0"]
+    assert low < 0.3 - 0.4 and high > 0.3 + 0.4  # constant: 0.5 x max(|v|, 1) of room
 
 
 def test_a_kept_contract_of_other_data_is_refused(tmp_path):
@@ -119,4 +131,4 @@ def test_names_are_written_as_they_are(tmp_path):
     c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), named, "0" * 32,
               tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
     write(c, tmp_path / "c.yaml")
-    assert "- 日本" in (tmp_path / "c.yaml").read_text(encoding="utf-8") and read(tmp_path / "c.yaml") == c
+    assert "  日本: [-0.5, 0.5]" in (tmp_path / "c.yaml").read_text(encoding="utf-8") and read(tmp_path / "c.yaml") == c

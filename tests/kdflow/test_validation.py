@@ -8,7 +8,7 @@ from kdflow.contract import DataContract
 from kdflow.validation import Suites, to_frame, validate_split
 
 CONTRACT = DataContract(
-    learnt_from={}, features=["x0", "x1", "x2"], low=[-10.0, -10.0, -10.0], high=[10.0, 10.0, 2.0],
+    learnt_from={}, features=["x0", "x1", "x2"], ranges={"x0": (-10.0, 10.0), "x1": (-10.0, 10.0), "x2": (-10.0, 2.0)},
     classes=["0", "1", "2"], class_proportions=[1 / 3] * 3, proportion_tolerance=1.0, min_rows=5, max_rows=1000,
 )
 
@@ -82,7 +82,8 @@ def test_each_feature_is_held_to_its_own_range():
     assert failure.column == "x2" and "values [2.5]; allowed [-10, 2]; rows [3]" in failure.details
 
 
-NAMED = CONTRACT.model_copy(update={"features": ["age", "income (k$)", "plan=pro"], "label": "churned"})
+NAMED = CONTRACT.model_copy(update={"features": ["age", "income (k$)", "plan=pro"], "label": "churned",
+                                    "ranges": dict(zip(["age", "income (k$)", "plan=pro"], CONTRACT.ranges.values()))})
 
 
 def test_failures_name_the_users_columns():
@@ -96,7 +97,7 @@ def test_failures_name_the_users_columns():
 
 def test_one_range_for_every_pixel():
     wide = DataContract(
-        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], low=[0.0], high=[1.0],
+        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], ranges={"*": (0.0, 1.0)},
         classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
     )
     x = np.random.default_rng(0).uniform(size=(6, 400)).astype(np.float32)
@@ -108,7 +109,7 @@ def test_one_range_for_every_pixel():
 
 def test_a_whole_image_set_on_the_wrong_scale_is_one_line():
     wide = DataContract(
-        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], low=[0.0], high=[1.0],
+        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], ranges={"*": (0.0, 1.0)},
         classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
     )
     x = np.full((6, 400), 200.0, np.float32)  # 0-255 pixels against a 0-1 contract

@@ -299,7 +299,7 @@ def test_a_user_table_goes_through_every_stage_under_its_own_names(project, tiny
                       "label": "churned", "classes": ["no", "yes"], "categories": {"plan": ["basic", "plus", "pro"]}}
     assert contract.run(params, project)["written"]
     learnt = (project / layout.CONTRACT).read_text()
-    assert "- spend ($)" in learnt and "label: churned" in learnt
+    assert "\n  spend ($): [" in learnt and "label: churned" in learnt
     assert validate.run(params, project)["passed"]
     docs = project / layout.DATA_DOCS
     pages = sorted(p.relative_to(docs).parts[0] for p in docs.rglob("*.html"))
