@@ -29,7 +29,7 @@ def collect(root: Path) -> dict:
     return {
         "metrics": read_json(root / layout.METRICS),
         "registered": read_json(root / layout.REGISTERED),
-        "validation": read_json(root / layout.VALIDATION_REPORT),
+        "validation": validation_report(root),
     }
 
 

@@ -105,7 +105,7 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         lo, hi, names = np.array([lo.min()]), np.array([hi.max()]), [ALL]
     # A feature constant in train still gets room: tolerance x its magnitude (at least 1).
     margin = tolerance * np.maximum(hi - lo, np.maximum(np.abs(lo), 1.0) * (hi == lo))
-    counts = np.bincount(train.y, minlength=len(classes))
+    counts = class_counts(train.y, len(classes))
     return DataContract(
         learnt_from={"split": "train", "md5": train_md5, "rows": str(len(train))},
         features=schema.features,

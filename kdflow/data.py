@@ -132,11 +132,11 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
     folds, _ = min(options, key=lambda o: (abs(o[1] / o[0] - fraction), -o[0]))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     tests = [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
-    target, taken = fraction * len(y), []
+    target, total, taken = fraction * len(y), 0, []
     for i, test in enumerate(tests):
-        total = sum(len(tests[j]) for j in taken)
-        if abs(total + len(test) - target) < abs(total - target) and len(taken) < folds - 1:
+        if len(taken) < folds - 1 and abs(total + len(test) - target) < abs(total - target):
             taken.append(i)
+            total += len(test)
     if not taken:
         taken = [int(np.argmin([abs(len(t) - target) for t in tests]))]
     held = np.sort(np.concatenate([tests[i] for i in taken]))

@@ -38,9 +38,10 @@ def row_digests(x: np.ndarray) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
 
 
-def exact_duplicates(splits: dict[str, Split], limit: int = 10) -> list[Leak]:
-    """Identical samples (features only, whatever their labels) found in two different splits."""
-    digests = {name: row_digests(split.x) for name, split in splits.items()}
+def exact_duplicates(splits: dict[str, Split], limit: int = 10, digests: dict[str, list[bytes]] | None = None) -> list[Leak]:
+    """Identical samples (features only, whatever their labels) found in two different splits.
+    `digests`: each split's `row_digests`, when the caller has them already."""
+    digests = digests or {name: row_digests(split.x) for name, split in splits.items()}
     leaks = []
     for first, second in combinations(splits, 2):
         where = {d: i for i, d in enumerate(digests[second])}
@@ -52,12 +53,14 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10) -> list[Leak]:
     return leaks
 
 
-def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None) -> str | None:
+def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None,
+                           digests: list[bytes] | None = None) -> str | None:
     """The same sample twice in one split with different labels: at least one label is wrong.
-    `classes` names the labels (default: their numbers)."""
+    `classes` names the labels (default: their numbers); `digests` are the split's
+    `row_digests`, when the caller has them already."""
     first_seen: dict[bytes, int] = {}
     conflicts = []
-    for row, digest in enumerate(row_digests(split.x)):
+    for row, digest in enumerate(digests if digests is not None else row_digests(split.x)):
         if digest not in first_seen:
             first_seen[digest] = row
         elif split.y[first_seen[digest]] != split.y[row]:

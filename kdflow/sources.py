@@ -16,7 +16,7 @@ and, when the user gave them, each row's split and group. Anything unreadable or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ class Loaded:
     split: np.ndarray | None = None  # per row: "train", "val" or "test", when the user split
     groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
     origin: np.ndarray | None = None  # per row: its name in the source; default: its row number
-    categories: dict[str, list[str]] | None = None  # categorical columns: categories in code order
+    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical columns: categories in code order
 
     def rows(self, index: np.ndarray) -> Split:
         """These rows as a split, each still named as in the source."""
@@ -54,7 +54,7 @@ class Loaded:
 
     @property
     def schema(self) -> Schema:
-        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories or {})
+        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories)
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -168,7 +168,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
             f"{path}: column {column!r} has {rows.size} value(s) that are not numbers, e.g. {values} in rows "
             f"{rows[:SHOWN].tolist()}; declare it in prepare.table.categorical if it is a category"
         )
-    names = list(numeric.columns)
+    names = [str(c) for c in numeric.columns]
     clashes = sorted({c for c in names if names.count(c) > 1} | (set(names) & special))
     if clashes:
         raise DataError(
@@ -188,7 +188,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         x=x,
         y=y,
         classes=classes,
-        features=[str(c) for c in numeric.columns],
+        features=names,
         label=t.label,
         categories=categories,
         split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,

@@ -21,7 +21,7 @@ from kdflow.data import SPLITS, Schema, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import umask, write_json
 from kdflow.lineage import file_md5
-from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, target_leaks
+from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, row_digests, target_leaks
 from kdflow.contract import DataContract, check_matches, class_counts, proportion_problems, psi
 from kdflow.contract import read as read_contract
 from kdflow.validation import Failure, Suites, to_frame
@@ -71,9 +71,10 @@ def run(params: Params, root: Path) -> dict:
 
     limit = cfg.max_leaked_rows_shown
     checks = ["exact duplicates", "conflicting labels"]
-    problems += [leak.describe() for leak in exact_duplicates(splits, limit)]
+    digests = {name: row_digests(split.x) for name, split in splits.items()}  # hashed once for both
+    problems += [leak.describe() for leak in exact_duplicates(splits, limit, digests)]
     for name, split in splits.items():  # in val or test, it caps every score measured there
-        if conflict := conflicting_duplicates(split, name, limit, agreed.classes):
+        if conflict := conflicting_duplicates(split, name, limit, agreed.classes, digests[name]):
             problems.append(conflict)
     if any(s.groups is not None for s in splits.values()):
         checks.append("groups")
