@@ -79,13 +79,15 @@ def data_lines(validation: dict | None) -> list[str]:
     lines = [
         "## Data",
         "",
-        f"**Passed** the data contract (schema, ranges, labels, class proportions, row counts) and the "
-        f"leakage checks ({', '.join(validation.get('leakage_checks', []))}). Rows: {rows}.",
+        f"**Passed** the data contract (schema, ranges, labels, row counts) and the checks "
+        f"({', '.join(validation.get('leakage_checks', []))}). Rows: {rows}.",
     ]
     drift = validation.get("drift") or {}
     if drift:
-        name, worst = max(drift.items(), key=lambda kv: kv[1]["worst_psi"])
-        lines.append(f"Worst drift from train: {name}.{worst['worst_feature']}, PSI {worst['worst_psi']}.")
+        name, worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"]))
+        effect = "KS statistic" if worst["method"] == "ks" else "total variation distance"
+        lines.append(f"The most surprising difference from train: {name}.{worst['worst_feature']}, {effect} {worst['statistic']} "
+                     f"(p = {worst['p_adjusted']} after correction; alpha {validation.get('alpha')}).")
     lines += [f"- warning: {w}" for w in validation.get("warnings") or []]
     return [*lines, ""]
 

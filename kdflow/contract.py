@@ -3,8 +3,8 @@ then reviewed and versioned like code.
 
 Written on the first run (stage `contract`, `data/contract.yaml`), read by every later run: the
 Great Expectations suite is generated from it (`kdflow.validation`), and each split's class
-proportions and feature distributions (drift) are compared with it. Edit it to loosen or
-tighten a bound; delete it to learn a new one from the current training split.
+shares are tested against its proportions (`kdflow.drift`). Edit it to loosen or tighten a
+bound; delete it to learn a new one from the current training split.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ HEADER = """\
 # change what is accepted ("*": one range for every feature); delete the file to learn a new
 # contract from the current data.
 """
-PER_FEATURE_LIMIT = 256  # more features (image pixels): one value range for all of them
+PER_FEATURE_LIMIT = 256  # more features, or pixels (`Schema.shared_scale`): one value range for all of them
 ALL = "*"  # the key of that one range
 
 
@@ -41,7 +41,9 @@ class DataContract(BaseModel):
     label: str = Field(default="label", min_length=1)
     classes: list[str] = Field(min_length=2)  # label i is classes[i]
     class_proportions: list[Annotated[float, Field(ge=0, le=1)]]
-    proportion_tolerance: Annotated[float, Field(ge=0, le=1)]  # absolute, per class
+    # the least difference of a class's share worth failing for (when it is also surprising
+    # for the rows at hand: see kdflow.drift)
+    proportion_tolerance: Annotated[float, Field(ge=0, le=1)]
     min_rows: Annotated[int, Field(ge=1)]
     max_rows: Annotated[int, Field(ge=1)]
     # a table's categorical columns and their categories, in code order: a new category would
@@ -88,8 +90,9 @@ class DataContract(BaseModel):
 
 
 def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, proportion_tolerance: float,
-          min_rows: int, max_rows: int) -> DataContract:
-    """Ranges widened by `tolerance` times each feature's range on each side."""
+          min_rows: int | str, max_rows: int) -> DataContract:
+    """Ranges widened by `tolerance` times each feature's range on each side. `min_rows`
+    "auto" is one row per class, at least 2: what the models and per-class metrics need."""
     classes = schema.classes
     present = np.unique(train.y)
     if present.size < 2:
@@ -101,7 +104,7 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         raise ContractError(f"the training split has {x.shape[1]} features; its schema names {len(schema.features)}")
     lo, hi = x.min(0), x.max(0)
     names = schema.features
-    if x.shape[1] > PER_FEATURE_LIMIT:
+    if x.shape[1] > PER_FEATURE_LIMIT or schema.shared_scale:
         lo, hi, names = np.array([lo.min()]), np.array([hi.max()]), [ALL]
     # A feature constant in train still gets room: tolerance x its magnitude (at least 1).
     margin = tolerance * np.maximum(hi - lo, np.maximum(np.abs(lo), 1.0) * (hi == lo))
@@ -117,7 +120,7 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         classes=classes,
         class_proportions=[round(float(c) / counts.sum(), 6) for c in counts],
         proportion_tolerance=proportion_tolerance,
-        min_rows=min_rows,
+        min_rows=max(2, len(classes)) if min_rows == "auto" else min_rows,
         max_rows=max_rows,
     )
 
@@ -183,39 +186,8 @@ def class_counts(y: np.ndarray, classes: int) -> np.ndarray:
     return np.bincount(y[(y >= 0) & (y < classes)], minlength=classes)
 
 
-def proportion_problems(name: str, split: Split, contract: DataContract) -> list[str]:
-    """Classes whose share of the split differs from the contract's by more than its tolerance."""
-    counts = class_counts(split.y, len(contract.classes))
-    shares = counts / max(1, counts.sum())
-    problems = []
-    for i, (share, expected) in enumerate(zip(shares, contract.class_proportions)):
-        if abs(share - expected) > contract.proportion_tolerance:
-            problems.append(
-                f"{name}: class {contract.classes[i]!r} is {share:.3f} of the rows; the contract says "
-                f"{expected:.3f} +- {contract.proportion_tolerance}"
-            )
-    return problems
-
-
-def psi(reference: np.ndarray, other: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Population stability index per feature (columns): sum over bins of (q - p) ln(q / p).
-    Under 0.1: stable; 0.1-0.25: some drift; over 0.25: large.
-
-    A feature with at most `bins` distinct values in the reference (binary, one-hot, counts)
-    is binned by value; any other on the reference's distinct quantiles. Small samples inflate
-    PSI (an empty bin alone adds a lot), so counts are smoothed by one half, and a split of m
-    rows gets at most m / 50 bins (at least 2)."""
-    bins = int(min(bins, max(2, min(len(reference), len(other)) // 50)))
-    out = np.empty(reference.shape[1])
-    for j in range(reference.shape[1]):
-        ref, oth = reference[:, j], other[:, j]
-        values = np.unique(ref)
-        if values.size <= bins:
-            edges = (values[1:] + values[:-1]) / 2  # one bin per value
-        else:
-            edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-        p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1) + 0.5
-        q = np.bincount(np.searchsorted(edges, oth, side="right"), minlength=edges.size + 1) + 0.5
-        p, q = p / p.sum(), q / q.sum()
-        out[j] = float(((q - p) * np.log(q / p)).sum())
-    return out
+def reference_counts(contract: DataContract) -> np.ndarray:
+    """Rows per class of the split the contract was learnt from (its proportions times its
+    rows), the reference that each split's class shares are tested against."""
+    rows = int(contract.learnt_from.get("rows", 0)) or 1000  # a hand-written contract: a firm but finite reference
+    return np.asarray(contract.class_proportions) * rows

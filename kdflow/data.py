@@ -60,6 +60,10 @@ class Schema:
     classes: list[str]  # label i is classes[i]
     # a table's categorical columns: their categories, in the order of their codes or columns
     categories: dict[str, list[str]] = field(default_factory=dict)
+    # whether every feature is on one scale (pixels): the contract then holds one value range
+    # for all of them, since a pixel that is dark in every training image may be lit in a
+    # test image, and only the scale says what an impossible value is
+    shared_scale: bool = False
 
     def save(self, path: str | Path) -> None:
         write_json(asdict(self), path)
@@ -106,19 +110,68 @@ def stratified_split(data: Split, fraction: float, seed: int) -> tuple[Split, Sp
     return Split(data.x[keep], data.y[keep]), Split(data.x[out], data.y[out])
 
 
-def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None,
+                    same: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (kept, held out), about `fraction` held out, stratified by label. With
     `groups`, every group lands whole on one side (scikit-learn's StratifiedGroupKFold; one
-    fold is held out), so no patient or user is in two splits."""
-    if groups is None:
-        rng = np.random.default_rng(seed)
-        held = [
-            rng.choice(rows, size=max(1, round(len(rows) * fraction)), replace=False)
-            for rows in (np.flatnonzero(y == label) for label in np.unique(y))
-        ]
-        mask = np.zeros(len(y), dtype=bool)
-        mask[np.concatenate(held)] = True
-        return np.flatnonzero(~mask), np.flatnonzero(mask)
+    fold is held out), so no patient or user is in two splits. With `same` (an id per row,
+    see `content_ids`), rows that share an id land on one side too."""
+    if groups is not None:
+        return _grouped_holdout(y, fraction, seed, groups)
+    if same is not None:
+        return _unit_holdout(y, fraction, seed, same)
+    rng = np.random.default_rng(seed)
+    held = [
+        rng.choice(rows, size=max(1, round(len(rows) * fraction)), replace=False)
+        for rows in (np.flatnonzero(y == label) for label in np.unique(y))
+    ]
+    mask = np.zeros(len(y), dtype=bool)
+    mask[np.concatenate(held)] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def content_ids(x: np.ndarray) -> np.ndarray | None:
+    """An id per row, the same for rows with identical features; None when every row is unique.
+    Survey answers and small integer scales make many identical rows that are different
+    people: a random split would put copies in train and test, a leak kdflow itself made."""
+    rows = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float64) + 0.0  # -0.0 is 0.0
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, ids = np.unique(keys, return_inverse=True)
+    return ids if ids.max(initial=-1) + 1 < len(x) else None
+
+
+def merge_groups(groups: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Declared groups joined wherever identical rows link two of them (connected components),
+    so that keeping groups together keeps identical rows together too."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, group = np.unique(groups, return_inverse=True)
+    g = group.max() + 1
+    nodes = g + same.max() + 1  # a node per group, then one per distinct row
+    graph = coo_matrix((np.ones(len(group)), (group, g + same)), shape=(nodes, nodes))
+    _, component = connected_components(graph, directed=False)
+    return component[group]
+
+
+def _unit_holdout(y: np.ndarray, fraction: float, seed: int, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified holdout of whole units (rows sharing an id): per class (a unit's class is
+    that of its first row), units in a seeded random order, as many as bring the held-out rows
+    closest to `fraction` of the class's rows; at least one, never all."""
+    rng = np.random.default_rng(seed)
+    _, first, inverse, sizes = np.unique(units, return_index=True, return_inverse=True, return_counts=True)
+    unit_label = y[first]
+    held = []
+    for label in np.unique(unit_label):
+        members = rng.permutation(np.flatnonzero(unit_label == label))
+        total = np.cumsum(sizes[members])
+        take = int(np.argmin(np.abs(total - fraction * total[-1]))) + 1
+        held.append(members[: min(take, max(1, len(members) - 1))])
+    mask = np.isin(inverse, np.concatenate(held))
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def _grouped_holdout(y: np.ndarray, fraction: float, seed: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import StratifiedGroupKFold
 
     count = len(np.unique(groups))

@@ -13,6 +13,7 @@ from itertools import combinations
 import numpy as np
 
 from kdflow.data import Split
+from kdflow.drift import Test
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,55 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10, digests: dict[st
     return leaks
 
 
-def conflicting_duplicates(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None,
-                           digests: list[bytes] | None = None) -> str | None:
-    """The same sample twice in one split with different labels: at least one label is wrong.
+@dataclass(frozen=True)
+class Conflicts:
+    """Rows of one split whose features repeat those of a row with another label.
+
+    In real tables this is mostly honest noise (two respondents who gave the same answers and
+    differ in outcome: the Bayes error), and only a large share suggests broken labels. The
+    share counted is of rows whose label differs from the most common label among the
+    identical rows of their split: how many rows no model could classify right."""
+
+    split: str
+    rows: int  # rows outside the majority label of their identical rows
+    total: int  # rows of the split
+    examples: list[str]  # "row(label)<->row(label)", the first row of a set against one that disagrees
+
+    @property
+    def share(self) -> float:
+        return self.rows / max(self.total, 1)
+
+    def describe(self) -> str:
+        return (f"{self.rows} of {self.total} rows ({self.share:.1%}) in {self.split} repeat the features of a row "
+                f"with another label: rows(label) {', '.join(self.examples)}")
+
+
+def conflicting_labels(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None,
+                       digests: list[bytes] | None = None) -> Conflicts | None:
+    """Identical samples with different labels in one split (None when there are none).
     `classes` names the labels (default: their numbers); `digests` are the split's
     `row_digests`, when the caller has them already."""
+    digests = digests if digests is not None else row_digests(split.x)
     first_seen: dict[bytes, int] = {}
-    conflicts = []
-    for row, digest in enumerate(digests if digests is not None else row_digests(split.x)):
+    labels: dict[bytes, dict[int, int]] = {}
+    pairs = []
+    for row, digest in enumerate(digests):
+        label = int(split.y[row])
+        counts = labels.setdefault(digest, {})
+        counts[label] = counts.get(label, 0) + 1
         if digest not in first_seen:
             first_seen[digest] = row
-        elif split.y[first_seen[digest]] != split.y[row]:
-            conflicts.append((first_seen[digest], row))
-    if not conflicts:
+        elif split.y[first_seen[digest]] != label:
+            pairs.append((first_seen[digest], row))
+    if not pairs:
         return None
+    minority = sum(sum(c.values()) - max(c.values()) for c in labels.values() if len(c) > 1)
+
     def named(row: int) -> str:
         label = int(split.y[row])
         return f"{split.where([row])[0]}({classes[label] if classes and 0 <= label < len(classes) else label})"
 
-    shown = ", ".join(f"{named(a)}<->{named(b)}" for a, b in conflicts[:limit])
-    return f"{len(conflicts)} sample(s) in {name} repeated with a different label: rows(label) {shown}"
+    return Conflicts(name, minority, len(split), [f"{named(a)}<->{named(b)}" for a, b in pairs[:limit]])
 
 
 def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
@@ -89,34 +119,49 @@ def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
 
 
 def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str] | None = None,
-                 max_rows: int = 50_000, seed: int = 0) -> list[str]:
-    """Features that predict the label almost perfectly on their own: a one-feature decision
-    stump fitted on train (at most `max_rows` of it) and scored on validation. `names` are
-    the features' names (default x0, x1...)."""
+                 max_rows: int = 50_000, seed: int = 0, effect: float = 1.0) -> list[Test]:
+    """One test per feature: does it alone predict the label at least `max_accuracy` of the
+    time? A one-feature decision stump, its predictions out of fold (2 folds over train and
+    validation together, at most `max_rows` of them; test is never read). The effect is their
+    balanced accuracy (on a 99 %-one-class table a constant guess is not a leak); the p-value
+    is the binomial chance of so few errors if the stump's accuracy were only `max_accuracy`,
+    so that a strong honest feature that happens to make no mistake on a few dozen rows is not
+    called a leak. `names` are the features' names (default x0, x1...); `effect` is the design
+    effect of train and validation together (`kdflow.drift.design_effect`): rows and errors
+    count for that much less."""
+    from scipy.stats import binom
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.tree import DecisionTreeClassifier
 
-    x, y = train.x.reshape(len(train.x), -1), train.y
+    x = np.concatenate([train.x.reshape(len(train.x), -1), val.x.reshape(len(val.x), -1)])
+    y = np.concatenate([train.y, val.y])
     if len(y) > max_rows:
         rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
         x, y = x[rows], y[rows]
-    from sklearn.metrics import balanced_accuracy_score
-
-    vx = val.x.reshape(len(val.x), -1)
-    found = []
+    if np.bincount(y).max(initial=0) == len(y) or np.unique(y, return_counts=True)[1].min() < 2:
+        return []  # a class with fewer than two rows cannot be split into two folds
+    folds = list(StratifiedKFold(2, shuffle=True, random_state=seed).split(x, y))
+    # One split point per class boundary: a depth of log2(classes) is the stump of a
+    # multi-class problem on one feature.
+    depth = max(1, int(np.ceil(np.log2(max(2, len(np.unique(y)))))))
+    tests = []
     for j in range(x.shape[1]):
-        # One split point per class boundary: a depth of log2(classes) is the stump of a
-        # multi-class problem on one feature.
-        depth = max(1, int(np.ceil(np.log2(max(2, len(np.unique(y)))))))
-        stump = DecisionTreeClassifier(max_depth=depth, random_state=seed).fit(x[:, j : j + 1], y)
-        # Balanced: on a 99 %-one-class table a constant guess is not a leak.
-        accuracy = float(balanced_accuracy_score(val.y, stump.predict(vx[:, j : j + 1])))
-        if accuracy >= max_accuracy:
-            found.append((j, accuracy))
-    return [
-        f"feature {names[j] if names else f'x{j}'!r} alone predicts the label with balanced validation accuracy {acc:.4f} (limit {max_accuracy}): "
-        "a target leak?"
-        for j, acc in found
-    ]
+        predicted = np.empty_like(y)
+        for fit_rows, held in folds:
+            stump = DecisionTreeClassifier(max_depth=depth, random_state=seed).fit(x[fit_rows, j : j + 1], y[fit_rows])
+            predicted[held] = stump.predict(x[held, j : j + 1])
+        errors, rows = int((predicted != y).sum()) / effect, max(1, round(len(y) / effect))
+        tests.append(Test("target leak", "train+val", names[j] if names else f"x{j}", "binomial", len(y),
+                          float(balanced_accuracy_score(y, predicted)), max_accuracy,
+                          float(binom.cdf(np.floor(errors), rows, 1 - max_accuracy))))
+    return tests
+
+
+def rows_to_judge_leaks(max_accuracy: float, alpha: float, family: int) -> int:
+    """Out-of-fold rows a feature needs, with no error at all, to be told apart from one only
+    `max_accuracy` accurate after the correction over `family` tests."""
+    return int(np.ceil(np.log(alpha / max(family, 1)) / np.log(max_accuracy)))
 
 
 def near_duplicates(

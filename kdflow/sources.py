@@ -10,7 +10,8 @@ and, when the user gave them, each row's split and group. Anything unreadable or
 - ``table``: a CSV or Parquet file; numeric features, a label column, categorical columns
   encoded by a declared rule (``onehot`` or ``ordinal``), optional split and group columns.
 - ``npz``: arrays ``x`` and ``y`` (optional ``split`` and ``groups``), or ``x_train``/``y_train``,
-  ``x_val``/``y_val``, ``x_test``/``y_test`` for splits given as files.
+  ``x_val``/``y_val``, ``x_test``/``y_test`` for splits given as files; ``x`` of 3 or 4 axes
+  holds images, channels first or last.
 - ``images``: one folder per class of PNG or JPEG files, decoded with Pillow, optionally resized.
 """
 
@@ -46,6 +47,7 @@ class Loaded:
     groups: np.ndarray | None = None  # per row: a group id (patient, user...), when declared
     origin: np.ndarray | None = None  # per row: its name in the source; default: its row number
     categories: dict[str, list[str]] = field(default_factory=dict)  # categorical columns: categories in code order
+    shared_scale: bool = False  # pixels: every feature on one scale (see `Schema.shared_scale`)
 
     def rows(self, index: np.ndarray) -> Split:
         """These rows as a split, each still named as in the source."""
@@ -54,7 +56,8 @@ class Loaded:
 
     @property
     def schema(self) -> Schema:
-        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories)
+        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories,
+                      self.shared_scale)
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -238,7 +241,23 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
     y, classes = _labels(labels, f"{path}: array 'y'")
-    return Loaded(x.astype(np.float32), y, classes, split=split, groups=groups, origin=origin)
+    images = x.ndim >= 3
+    return Loaded(_channels_first(x).astype(np.float32), y, classes, split=split, groups=groups, origin=origin,
+                  shared_scale=images)
+
+
+CHANNELS = (1, 3, 4)  # greyscale, RGB, RGBA
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """Images as kdflow holds them, ``[n, channels, height, width]``: ``[n, height, width]`` is
+    greyscale; ``[n, height, width, channels]`` (NumPy's and Pillow's order) is recognised by
+    its last axis holding 1, 3 or 4 channels where the second does not."""
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in CHANNELS and x.shape[1] not in CHANNELS:
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
 
 
 def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int) -> np.ndarray:
@@ -298,7 +317,8 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
             labels.append(label)
             origin.append(f"{name}/{file.name}")
     x = np.stack(pixels).transpose(0, 3, 1, 2)  # [n, channels, height, width]
-    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes, origin=np.asarray(origin))
+    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes, origin=np.asarray(origin),
+                  shared_scale=True)
 
 
 def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
@@ -306,7 +326,7 @@ def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
 
     digits = load_digits()  # shipped inside scikit-learn: nothing is downloaded
     return Loaded((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), [str(i) for i in range(10)],
-                  features=list(digits.feature_names))
+                  features=list(digits.feature_names), shared_scale=True)
 
 
 def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:

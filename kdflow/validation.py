@@ -1,7 +1,7 @@
 """What good data looks like, as Great Expectations 1.x suites generated from the data contract
 and run over each split, optionally rendered as Data Docs (HTML).
 
-Per split, two suites:
+Per split, two suites (and one over the statistical tests of all splits, see `Suites.judge`):
 
 - ``<split>``: over the split as a table, with the contract's feature names: the column set
   and order, the row count, the label's type and set, and each feature's value range (when
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from kdflow.contract import DataContract
+from kdflow.drift import Test
 
 with warnings.catch_warnings():
     # GX imports the deprecated `sre_constants`/`sre_parse` (Python >= 3.11); harmless, but it
@@ -37,6 +38,7 @@ with warnings.catch_warnings():
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.row_conditions import Column
 
 # GX turns on logging.captureWarnings at import, which hides every later warning of every
 # library in the process; give warnings back to Python.
@@ -127,7 +129,7 @@ class Suites:
         for r in self._run(split, frame, table, "SUMMARY"):
             column = r.expectation_config.kwargs.get("column")
             if not r.success and column not in unchecked:
-                failures.append(Failure(split, r.expectation_config.type, column, _describe(r, frame)))
+                failures.append(Failure(split, r.expectation_config.type, column, _describe(r, frame, c)))
 
         # Every feature value as one long column: long row i is (row i // k, feature i % k).
         if not columns or frame.empty:
@@ -162,13 +164,36 @@ class Suites:
                 bad = rows[positions == j][:SHOWN]
                 shown = [float(f"{v:.6g}") for v in values[bad, j].astype(float)]
                 pieces.append(f"{columns[j]}: values {shown}, rows {frame.index[bad].tolist()}")
-            outside = f" outside [{low[0]:.6g}, {high[0]:.6g}]" if "between" in kind else ""
+            outside = f" outside [{low[0]:.6g}, {high[0]:.6g}] (ranges.* in the data contract)" if "between" in kind else ""
             failures.append(Failure(
                 split, kind, columns[seen[0]] if len(seen) == 1 else None,
                 f"{r.result.get('unexpected_count')} of {values.size} values{outside}; first: " + "; ".join(pieces)
                 + ("; ..." if len(seen) > SHOWN else ""),
             ))
         return failures
+
+    def judge(self, tests: list[Test], alpha: float) -> list[Test]:
+        """The statistical tests (drift, class shares, target leaks: `kdflow.drift`) as one
+        table, validated by one expectation: wherever a test's effect reaches its floor, its
+        Holm-adjusted p-value is at least `alpha`. Returns the tests that fail it; the Data
+        Docs show every test with both numbers."""
+        if not tests:
+            return []
+        frame = pd.DataFrame(
+            [{"check": t.check, "method": t.method, "rows": t.rows, "statistic": t.statistic, "floor": t.floor,
+              "at_floor": t.statistic >= t.floor, "p_value": t.p_value, "p_adjusted": t.p_adjusted} for t in tests],
+            index=pd.Index([f"{t.name} ({t.check})" for t in tests]),
+        )
+        rule = gxe.ExpectColumnValuesToBeBetween(
+            column="p_adjusted", min_value=alpha, row_condition=Column("at_floor") == True,  # noqa: E712 (a GX condition)
+            description=f"Where a difference reaches its floor, it is not surprising for the rows at hand: the "
+                        f"Holm-adjusted p-value is at least validate.alpha = {alpha}",
+        )
+        (result,) = self._run("statistics", frame, [rule], "COMPLETE")
+        failing = set(result.result.get("unexpected_index_list") or []) if not result.success else set()
+        if not result.success and not failing:
+            raise RuntimeError(f"the statistics suite failed without naming a test: {result.exception_info}")
+        return [t for t, name in zip(tests, frame.index) if name in failing]
 
 
 def validate_split(frame: pd.DataFrame, split: str, contract: DataContract) -> list[Failure]:
@@ -188,7 +213,7 @@ def _error_message(info: Any) -> str | None:
     return None
 
 
-def _describe(result: Any, frame: pd.DataFrame) -> str:
+def _describe(result: Any, frame: pd.DataFrame, contract: DataContract) -> str:
     res, kwargs = result.result or {}, result.expectation_config.kwargs
     column = kwargs.get("column")
     if column is not None and column not in frame.columns:
@@ -206,8 +231,14 @@ def _describe(result: Any, frame: pd.DataFrame) -> str:
     if "unexpected_count" in res:
         values = [float(f"{v:.6g}") if isinstance(v, float) else v for v in (res.get("partial_unexpected_list") or [])[:SHOWN]]
         rows = list(res.get("partial_unexpected_index_list") or [])[:SHOWN]
-        allowed = f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}]" if "max_value" in kwargs else ""
+        allowed = (f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}] (ranges.{column} in the data contract)"
+                   if "max_value" in kwargs else "")
         return f"{res['unexpected_count']} of {res.get('element_count')} rows; values {values}{allowed}; rows {rows}"
+    if "observed_value" in res and "min_value" in kwargs:  # the row count
+        rows = res["observed_value"]
+        if rows < contract.min_rows:
+            return f"{rows} rows, below min_rows = {contract.min_rows} (the data contract; validate.min_rows when it was learnt)"
+        return f"{rows} rows, above max_rows = {contract.max_rows} (the data contract; validate.max_rows when it was learnt)"
     if "observed_value" in res:
         return f"observed {res['observed_value']!r}"
     return "failed"

@@ -2,8 +2,8 @@
 
 The source is the bundled MNIST-1D or scikit-learn digits, or the user's own table, NPZ arrays
 or image folders under data/raw/ (see kdflow/sources.py). The splits are the user's own (a split
-column, or split arrays) or made here: stratified by label, seeded, and grouped when a group
-column is declared. Validation is carved from the training part, so the test split stays
+column, or split arrays) or made here: stratified by label, seeded, grouped when a group
+column is declared, and with identical rows kept in one split. Validation is carved from the training part, so the test split stays
 untouched until `evaluate`.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params
-from kdflow.data import Split, holdout_indices, save_split
+from kdflow.data import Split, content_ids, holdout_indices, merge_groups, save_split
 from kdflow.sources import DataError, Loaded, load
 from tasks import layout
 from tasks._stage import console, main
@@ -22,6 +22,9 @@ from tasks._stage import console, main
 
 def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed: int) -> dict[str, Split]:
     everything = np.arange(len(loaded.y))
+    # Splits made here keep identical rows together (and join declared groups they link).
+    same = content_ids(loaded.x) if loaded.split is None or not (loaded.split == "val").any() else None
+    groups = merge_groups(loaded.groups, same) if loaded.groups is not None and same is not None else loaded.groups
     if loaded.split is not None:  # the user's split; validation carved from train if not given
         given = {name: everything[loaded.split == name] for name in ("train", "val", "test")}
         for name in ("train", "test"):
@@ -30,13 +33,13 @@ def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed:
         trainval = given["train"]
         test = given["test"]
     else:
-        keep, held = holdout_indices(loaded.y, test_fraction, seed, loaded.groups)
+        keep, held = holdout_indices(loaded.y, test_fraction, seed, groups, same)
         trainval, test = everything[keep], everything[held]
     if loaded.split is not None and given["val"].size:
         train, val = trainval, given["val"]
     else:
-        groups = loaded.groups[trainval] if loaded.groups is not None else None
-        keep, held = holdout_indices(loaded.y[trainval], val_fraction, seed + 1, groups)
+        keep, held = holdout_indices(loaded.y[trainval], val_fraction, seed + 1,
+                                     None if groups is None else groups[trainval], None if same is None else same[trainval])
         train, val = trainval[keep], trainval[held]
     return {name: loaded.rows(rows) for name, rows in (("train", train), ("val", val), ("test", test))}
 

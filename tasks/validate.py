@@ -1,5 +1,7 @@
 """Stage `validate`: every split against the data contract (Great Expectations suites made from
-data/contract.yaml, class proportions, drift from train), then leakage.
+data/contract.yaml), then the statistical checks (drift from train, class shares, target leaks:
+tests judged by how surprising a difference is for the rows at hand) and leakage; the checks
+themselves are `kdflow.checks`.
 
 Any failure stops the pipeline here, before training, with the failing expectations or rows
 named. The report (reports/validation.json) says whether the data passed and lists every
@@ -14,17 +16,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from kdflow.checks import Verdict, check
 from kdflow.config import Params
+from kdflow.contract import DataContract, check_matches, class_counts
+from kdflow.contract import read as read_contract
 from kdflow.data import SPLITS, Schema, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import umask, write_json
 from kdflow.lineage import file_md5
-from kdflow.leakage import conflicting_duplicates, exact_duplicates, group_leaks, near_duplicates, row_digests, target_leaks
-from kdflow.contract import DataContract, check_matches, class_counts, proportion_problems, psi
-from kdflow.contract import read as read_contract
-from kdflow.validation import Failure, Suites, to_frame
+from kdflow.validation import Suites
 from tasks import layout
 from tasks._stage import console, main
 
@@ -46,50 +46,13 @@ def run(params: Params, root: Path) -> dict:
     check_matches(agreed, Schema.load(root / layout.SCHEMA), root / layout.CONTRACT)
     # Images are checked pixel by pixel, as flat rows.
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in splits.items()}
-    train = splits["train"]
-    problems = [str(f) for f in _suites(splits, agreed, root / layout.DATA_DOCS)]
-    missing = sorted(set(range(len(agreed.classes))) - set(np.unique(train.y).tolist()))
-    if missing:
-        names = [agreed.classes[i] for i in missing]
-        problems.append(f"train: class(es) {names} have no rows in train: the models could never predict them")
-    for name, split in splits.items():
-        problems += proportion_problems(name, split, agreed)
-    values_ok = not problems  # the checks below fit models or bins: they need valid splits
-
-    drift, warnings = {}, []
-    if values_ok:
-        for name in ("val", "test"):
-            scores = psi(train.x, splits[name].x)
-            worst = int(scores.argmax())
-            drift[name] = {"worst_feature": agreed.features[worst], "worst_psi": round(float(scores[worst]), 4)}
-            for j in np.flatnonzero(scores >= cfg.drift_warn_psi):
-                line = f"{name}.{agreed.features[j]}: drift from train, PSI {scores[j]:.3f}"
-                if scores[j] >= cfg.drift_fail_psi:
-                    problems.append(f"{line} (fail at {cfg.drift_fail_psi})")
-                else:
-                    warnings.append(f"{line} (warn at {cfg.drift_warn_psi})")
-
-    limit = cfg.max_leaked_rows_shown
-    checks = ["exact duplicates", "conflicting labels"]
-    digests = {name: row_digests(split.x) for name, split in splits.items()}  # hashed once for both
-    problems += [leak.describe() for leak in exact_duplicates(splits, limit, digests)]
-    for name, split in splits.items():  # in val or test, it caps every score measured there
-        if conflict := conflicting_duplicates(split, name, limit, agreed.classes, digests[name]):
-            problems.append(conflict)
-    if any(s.groups is not None for s in splits.values()):
-        checks.append("groups")
-        problems += group_leaks(splits, limit)
-    if values_ok and cfg.near_duplicate_distance is not None:
-        checks.append("near duplicates")
-        problems += [leak.describe() for leak in near_duplicates(splits, cfg.near_duplicate_distance, limit)]
-    if values_ok and cfg.target_leak_accuracy is not None:
-        checks.append("target leaks")
-        problems += target_leaks(train, splits["val"], cfg.target_leak_accuracy, agreed.features)
-    for line in warnings:
+    from_train = agreed.learnt_from.get("md5") == file_md5(root / layout.SPLIT_FILES["train"])
+    verdict = _checked(splits, agreed, params, from_train, root / layout.DATA_DOCS)
+    for line in verdict.warnings:
         console.print(f"[yellow]validate warning:[/] {line}", highlight=False)
     report = {
-        "passed": not problems,
-        "problems": problems,
+        "passed": verdict.passed,
+        "problems": verdict.problems,
         "data_docs": str(layout.DATA_DOCS / "index.html"),
         # which bytes this verdict is about: training starts only from these
         "inputs": {str(path): file_md5(root / path) for path in (*layout.SPLIT_FILES.values(), layout.CONTRACT)},
@@ -98,11 +61,15 @@ def run(params: Params, root: Path) -> dict:
         "labels": agreed.labels,
         "classes": agreed.classes,
         "class_counts": {name: class_counts(s.y, len(agreed.classes)).tolist() for name, s in splits.items()},
-        "drift": drift,
-        "warnings": warnings,
-        "leakage_checks": checks,
+        "alpha": cfg.alpha,
+        "drift": verdict.drift(),
+        "tests": verdict.table(),
+        "warnings": verdict.warnings,
+        "leakage_checks": verdict.checks,
+        "seconds": verdict.seconds,
     }
     write_json(report, report_path)
+    problems = verdict.problems
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -110,32 +77,33 @@ def run(params: Params, root: Path) -> dict:
             f"{len(problems)} problem(s); nothing was trained or registered:\n"
             + "\n".join(f"  - {p}" for p in shown)
             + (f"\n  ... and {more} more" if more else "")
-            + f"\n  The contract suites' results: {report['data_docs']} (Great Expectations Data Docs)"
+            + f"\n  The contract suites' results and every test's numbers: {report['data_docs']} (Great Expectations Data Docs)"
         )
-    worst = max(drift.items(), key=lambda kv: kv[1]["worst_psi"]) if drift else None
+    drift = report["drift"]
+    worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"])) if drift else None
     console.print(
         f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
-        f"no leakage ({', '.join(checks)})"
-        + (f"; worst drift {worst[0]}.{worst[1]['worst_feature']} PSI {worst[1]['worst_psi']}" if worst else "")
-        + (f"; {len(warnings)} warning(s)" if warnings else "")
+        f"no drift, class-share change or leakage ({', '.join(verdict.checks)})"
+        + (f"; the most surprising difference from train: {worst[0]}.{worst[1]['worst_feature']} "
+           f"{worst[1]['statistic']} (p = {worst[1]['p_adjusted']} after correction)" if worst else "")
+        + (f"; {len(verdict.warnings)} warning(s)" if verdict.warnings else "")
     )
     return report
 
 
-def _suites(splits: dict[str, Split], agreed: DataContract, docs: Path) -> list[Failure]:
-    """Every split through the contract's suites, rendered as Data Docs in `docs`, which is
-    replaced as a whole (pass or fail) so that it always shows this run and only this run."""
+def _checked(splits: dict[str, Split], agreed: DataContract, params: Params, from_train: bool, docs: Path) -> Verdict:
+    """Every check, with the Great Expectations results rendered as Data Docs in `docs`, which
+    is replaced as a whole (pass or fail) so that it always shows this run and only this run."""
     docs.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=docs.parent, prefix=f".{docs.name}."))
     building.chmod(0o777 & ~umask())  # mkdtemp makes it private; the docs are for everyone
     try:
-        suites = Suites(agreed, building)
-        failures = [f for name, s in splits.items() for f in suites.validate(to_frame(s.x, s.y, agreed, s.origin), name)]
+        verdict = check(splits, agreed, params.validate_, Suites(agreed, building), from_train)
         shutil.rmtree(docs, ignore_errors=True)
         building.rename(docs)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    return failures
+    return verdict
 
 
 if __name__ == "__main__":

@@ -56,11 +56,15 @@ def test_verdicts_table_and_champion_note():
 
 
 def test_the_data_verdicts_are_in_the_summary():
-    r = report() | {"validation": {"rows": {"train": 3600, "val": 400}, "leakage_checks": ["exact duplicates"], "warnings": ["val.x3: drift from train, PSI 0.120 (warn at 0.1)"],
-                                   "drift": {"val": {"worst_feature": "x3", "worst_psi": 0.12}, "test": {"worst_feature": "x1", "worst_psi": 0.05}}}}
+    r = report() | {"validation": {
+        "rows": {"train": 3600, "val": 400}, "leakage_checks": ["drift", "exact duplicates"], "alpha": 0.01,
+        "warnings": ["val.x3: drift from train, KS statistic 0.080: real (p = 0.003 ...) but under validate.drift_min_effect = 0.1"],
+        "drift": {"val": {"worst_feature": "x3", "method": "ks", "statistic": 0.08, "p_adjusted": 0.003},
+                  "test": {"worst_feature": "x1", "method": "chi-square", "statistic": 0.05, "p_adjusted": 1.0}}}}
     text = markdown(r, {"validate": True})
-    assert "## Data" in text and "leakage checks (exact duplicates). Rows: train 3,600, val 400." in text
-    assert "Worst drift from train: val.x3, PSI 0.12." in text and "- warning: val.x3: drift" in text
+    assert "## Data" in text and "the checks (drift, exact duplicates). Rows: train 3,600, val 400." in text
+    assert "The most surprising difference from train: val.x3, KS statistic 0.08 (p = 0.003 after correction; alpha 0.01)." in text
+    assert "- warning: val.x3: drift" in text
 
 
 def test_a_failed_stage_says_why():

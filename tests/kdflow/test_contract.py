@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kdflow.contract import ContractError, check_matches, learn, proportion_problems, psi, read, write
+from kdflow.contract import ContractError, check_matches, learn, read, reference_counts, write
 from kdflow.data import Schema, Split
 
 SCHEMA = Schema(features=["age", "income (k$)", "colour=red"], label="species", classes=["a", "b", "c"])
@@ -53,20 +53,14 @@ def test_a_single_class_cannot_make_a_contract():
         contract_of(split(labels=(1,)))
 
 
-def test_class_proportions_beyond_the_tolerance_are_named():
-    c = contract_of(split())
-    skewed = Split(np.zeros((100, 3), np.float32), np.array([0] * 80 + [1] * 10 + [2] * 10))
-    problems = proportion_problems("test", skewed, c)
-    assert problems and problems[0].startswith("test: class 'a' is 0.800 of the rows; the contract says 0.3")
-    assert proportion_problems("val", split(seed=1), c) == []
-
-
-def test_psi_is_small_without_drift_and_large_with_it():
-    reference = split(n=5000).x
-    assert psi(reference, split(n=1000, seed=1).x).max() < 0.05
-    drifted = psi(reference, split(n=1000, seed=1, shift=1.0).x)
-    assert drifted.min() > 0.25
-    assert psi(reference, split(n=50, seed=2).x).max() < 0.1  # small samples: no false alarm
+def test_auto_min_rows_is_one_row_per_class_and_the_reference_counts_are_train_s():
+    train = split(n=400)
+    auto = learn(train, SCHEMA, "0" * 32, tolerance=0.5, proportion_tolerance=0.1, min_rows="auto", max_rows=1000)
+    assert auto.min_rows == 3  # three classes
+    two = Schema(["x0"], "label", ["a", "b"])
+    assert learn(Split(np.arange(10, dtype=np.float32)[:, None], np.arange(10) % 2), two, "0" * 32, tolerance=0.5,
+                 proportion_tolerance=0.1, min_rows="auto", max_rows=100).min_rows == 2
+    assert np.allclose(reference_counts(auto), np.bincount(train.y), atol=0.01)  # proportions x 400 rows
 
 
 def test_bounds_round_outwards_and_constant_features_get_room():
@@ -105,14 +99,6 @@ def test_feature_names_must_be_unique_and_not_the_label():
         c.model_validate(c.model_dump() | {"label": "age"})
 
 
-def test_psi_sees_drift_in_a_rare_binary_feature():
-    rng = np.random.default_rng(0)
-    reference = (rng.uniform(size=(5000, 1)) < 0.05).astype(np.float32)  # 5 % ones
-    same = (rng.uniform(size=(1000, 1)) < 0.05).astype(np.float32)
-    drifted = (rng.uniform(size=(1000, 1)) < 0.30).astype(np.float32)  # 30 % ones
-    assert psi(reference, same)[0] < 0.05 and psi(reference, drifted)[0] > 0.25
-
-
 def test_a_new_category_is_named_before_it_can_shift_the_codes(tmp_path):
     schema = Schema(["tenure", "region"], "churned", ["no", "yes"], {"region": ["east", "north", "west"]})
     c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), schema, "0" * 32,
@@ -132,3 +118,15 @@ def test_names_are_written_as_they_are(tmp_path):
               tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
     write(c, tmp_path / "c.yaml")
     assert "  日本: [-0.5, 0.5]" in (tmp_path / "c.yaml").read_text(encoding="utf-8") and read(tmp_path / "c.yaml") == c
+
+
+def test_pixels_share_one_range_so_a_pixel_dark_in_every_training_image_may_light_up():
+    x = np.zeros((20, 4), np.float32)
+    x[:, :2] = np.linspace(0.0, 1.0, 20)[:, None]  # pixels 2 and 3 are dark in every training image
+    pixels = Schema([f"pixel_0_{c}" for c in range(4)], "label", ["a", "b"], shared_scale=True)
+    c = learn(Split(x, np.arange(20) % 2), pixels, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
+              min_rows=1, max_rows=100)
+    assert c.ranges == {"*": (-0.5, 1.5)} and not c.per_feature
+    columns = Schema(pixels.features, "label", ["a", "b"])  # a table's columns each keep their own
+    assert learn(Split(x, np.arange(20) % 2), columns, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
+                 min_rows=1, max_rows=100).ranges["pixel_0_3"] == (-0.5, 0.5)

@@ -78,3 +78,29 @@ def test_one_big_group_does_not_take_the_whole_holdout():
     for seed in range(5):
         keep, held = holdout_indices(y, 0.2, seed, groups)
         assert "big" not in set(groups[held]) and abs(len(held) / 1000 - 0.2) < 0.05
+
+
+def test_identical_rows_land_on_one_side_of_a_stratified_holdout():
+    from kdflow.data import content_ids, holdout_indices
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, size=(2000, 3)).astype(np.float32)  # 27 distinct rows, ~74 copies each
+    x[:5] = rng.normal(size=(5, 3))  # and a few unique ones
+    y = (x[:, 0] > 0).astype(np.int64)
+    same = content_ids(x)
+    assert same is not None and content_ids(np.arange(10, dtype=np.float32)[:, None]) is None
+    for seed in range(3):
+        keep, held = holdout_indices(y, 0.2, seed, same=same)
+        assert not set(same[keep]) & set(same[held]) and sorted([*keep, *held]) == list(range(2000))
+        assert abs(len(held) / 2000 - 0.2) < 0.06  # whole sets of ~74 rows: close, not exact
+        assert set(y[held]) == {0, 1}  # stratified: every class on both sides
+
+
+def test_declared_groups_linked_by_identical_rows_become_one_group():
+    from kdflow.data import content_ids, merge_groups
+
+    x = np.array([[0.0], [1.0], [1.0], [2.0], [3.0], [-0.0]], np.float32)  # -0.0 is 0.0
+    groups = np.array(["a", "a", "b", "c", "d", "d"])
+    merged = merge_groups(groups, content_ids(x))
+    assert merged[0] == merged[1] == merged[2] == merged[4] == merged[5]  # a-b by row 1, a-d by 0.0
+    assert merged[3] != merged[0]

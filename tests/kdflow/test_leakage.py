@@ -54,29 +54,48 @@ def test_near_duplicates_are_found_and_exact_ones_left_to_the_exact_check():
     assert near_duplicates(splits, max_distance=0.0001) == []
 
 
-def test_conflicting_labels_group_leaks_and_target_leaks():
+def test_conflicting_labels_count_the_rows_outside_the_majority_label_and_group_leaks():
     import numpy as np
 
     from kdflow.data import Split
-    from kdflow.leakage import conflicting_duplicates, group_leaks, target_leaks
+    from kdflow.leakage import conflicting_labels, group_leaks
 
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     x[4] = x[1]
     y = np.array([0, 1, 0, 1, 0, 1])  # row 4 repeats row 1 with label 0, not 1
-    assert conflicting_duplicates(Split(x, y)) == "1 sample(s) in train repeated with a different label: rows(label) 1(1)<->4(0)"
-    assert conflicting_duplicates(Split(x, np.array([0, 1, 0, 1, 1, 1]))) is None
+    conflicts = conflicting_labels(Split(x, y), classes=["no", "yes"])
+    assert conflicts.describe() == "1 of 6 rows (16.7%) in train repeat the features of a row with another label: rows(label) 1(yes)<->4(no)"
+    assert conflicting_labels(Split(x, np.array([0, 1, 0, 1, 1, 1]))) is None
+    # Five identical rows, labelled 1, 1, 1, 0, 0: two rows no model can get right.
+    same = np.zeros((5, 2), np.float32)
+    assert conflicting_labels(Split(same, np.array([1, 1, 1, 0, 0]))).rows == 2
 
     a = Split(x, y, np.array(["p1", "p1", "p2", "p2", "p3", "p3"]))
     b = Split(x[:2], y[:2], np.array(["p3", "p9"]))
     assert group_leaks({"train": a, "test": b}) == ["1 group(s) in both train and test: ['p3']"]
 
+
+def test_a_target_leak_is_a_feature_credibly_that_accurate_on_its_own():
+    import numpy as np
+
+    from kdflow.data import Split
+    from kdflow.drift import adjust
+    from kdflow.leakage import rows_to_judge_leaks, target_leaks
+
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 400)
-    features = rng.normal(size=(400, 4)).astype(np.float32)
-    features[:, 2] = labels * 10 + rng.normal(scale=0.1, size=400)  # gives the label away
-    train, val = Split(features[:300], labels[:300]), Split(features[300:], labels[300:])
-    (leak,) = target_leaks(train, val, max_accuracy=0.99)
-    assert leak.startswith("feature 'x2' alone predicts the label with balanced validation accuracy 1.0000")
-    imbalanced = np.r_[np.zeros(396, dtype=np.int64), np.ones(4, dtype=np.int64)]  # 99 % one class
-    noise = rng.normal(size=(400, 4)).astype(np.float32)
-    assert target_leaks(Split(noise[:300], imbalanced[:300]), Split(noise[300:], imbalanced[300:]), 0.99) == []
+    labels = rng.integers(0, 3, 2000)
+    features = rng.normal(size=(2000, 4)).astype(np.float32)
+    features[:, 2] = labels * 10 + rng.normal(scale=0.1, size=2000)  # gives the label away
+    features[:, 0] = labels + rng.normal(scale=0.25, size=2000)  # strong, honest: about 95 % right
+    tests = adjust(target_leaks(Split(features[:1500], labels[:1500]), Split(features[1500:], labels[1500:]), 0.99))
+    assert [t.subject for t in tests if t.failed(0.01)] == ["x2"]
+    leak = tests[2]
+    assert (leak.check, leak.split, leak.rows, leak.statistic) == ("target leak", "train+val", 2000, 1.0)
+    # The same perfect feature on 60 rows cannot be told from a strong honest one.
+    small = adjust(target_leaks(Split(features[:40], labels[:40]), Split(features[40:60], labels[40:60]), 0.99))
+    assert small[2].statistic == 1.0 and not small[2].failed(0.01)
+    assert rows_to_judge_leaks(0.99, 0.01, 1) == 459  # 0.99 ** 459 < 0.01
+    imbalanced = np.r_[np.zeros(1980, dtype=np.int64), np.ones(20, dtype=np.int64)]  # 99 % one class
+    noise = rng.normal(size=(2000, 4)).astype(np.float32)
+    quiet = adjust(target_leaks(Split(noise[:1500], imbalanced[:1500]), Split(noise[1500:], imbalanced[1500:]), 0.99))
+    assert not any(t.failed(0.01) for t in quiet)  # a constant guess is not a leak

@@ -82,6 +82,20 @@ def test_npz_arrays_and_given_split_files(tmp_path):
              x_test=np.zeros((2, 4)), y_test=np.array([0, 1]))
     loaded = load(cfg(dataset="npz", path="data/raw/a.npz"), tmp_path)
     assert loaded.x.shape == (8, 4) and loaded.split.tolist() == ["train"] * 6 + ["test"] * 2
+    assert not loaded.schema.shared_scale  # a table's columns
+
+
+def test_npz_images_channels_last_or_first_or_none(tmp_path):
+    (tmp_path / "data/raw").mkdir(parents=True)
+    rgb = np.random.default_rng(0).uniform(size=(4, 8, 6, 3)).astype(np.float32)  # n, height, width, channels
+    for name, x, shape in (("last", rgb, (4, 3, 8, 6)), ("first", rgb.transpose(0, 3, 1, 2), (4, 3, 8, 6)),
+                           ("grey", rgb[..., 0], (4, 1, 8, 6))):
+        np.savez(tmp_path / f"data/raw/{name}.npz", x=x, y=np.array([0, 1, 0, 1]))
+        loaded = load(cfg(dataset="npz", path=f"data/raw/{name}.npz"), tmp_path)
+        assert loaded.x.shape == shape and loaded.schema.shared_scale, name
+    last = load(cfg(dataset="npz", path="data/raw/last.npz"), tmp_path)
+    assert last.x[2, 1, 5, 4] == rgb[2, 5, 4, 1]  # green at row 5, column 4 of image 2
+    assert last.schema.features[48] == "green_0_0"  # 8 x 6 red pixels first
 
 
 def images(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> None:
@@ -100,13 +114,14 @@ def test_image_folders_one_per_class_resized_by_config(tmp_path):
     colour = load(cfg(dataset="images", path="data/raw/img", images={"size": [5, 4], "mode": "RGB"}), tmp_path)
     assert colour.x.shape == (3, 3, 5, 4)
     assert loaded.schema.features[:2] == ["pixel_0_0", "pixel_0_1"] and len(loaded.schema.features) == 20
+    assert loaded.schema.shared_scale
     assert colour.schema.features[20] == "green_0_0" and colour.schema.features[-1] == "blue_4_3"
 
 
 def test_bundled_digits_need_no_download(tmp_path):
     loaded = load(cfg(dataset="digits"), tmp_path)
     assert loaded.x.shape == (1797, 64) and len(loaded.classes) == 10 and loaded.x.max() <= 1.0
-    assert loaded.schema.features[9] == "pixel_1_1"
+    assert loaded.schema.features[9] == "pixel_1_1" and loaded.schema.shared_scale
 
 
 BAD_TABLES = {

@@ -58,7 +58,7 @@ def test_extra_column_and_too_few_rows():
     frame = good().head(3).assign(extra=1.0)
     failures = {f.expectation: f for f in validate_split(frame, "train", CONTRACT)}
     assert "unexpected ['extra']" in failures["expect_table_columns_to_match_ordered_list"].details
-    assert "observed 3" in failures["expect_table_row_count_to_be_between"].details
+    assert failures["expect_table_row_count_to_be_between"].details.startswith("3 rows, below min_rows = 5 (the data contract; validate.min_rows")
 
 
 def test_string_in_numeric_column():
@@ -79,7 +79,7 @@ def test_each_feature_is_held_to_its_own_range():
     frame = good()
     frame.loc[3, "x2"] = 2.5  # inside x0's and x1's range, outside x2's
     failure = only(validate_split(frame, "val", CONTRACT))
-    assert failure.column == "x2" and "values [2.5]; allowed [-10, 2]; rows [3]" in failure.details
+    assert failure.column == "x2" and "values [2.5]; allowed [-10, 2] (ranges.x2 in the data contract); rows [3]" in failure.details
 
 
 NAMED = CONTRACT.model_copy(update={"features": ["age", "income (k$)", "plan=pro"], "label": "churned",
@@ -104,7 +104,7 @@ def test_one_range_for_every_pixel():
     x[2, 21] = 1.5
     failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide), "test", wide))
     assert failure.column == "pixel_1_1"
-    assert failure.details == "1 of 2400 values outside [0, 1]; first: pixel_1_1: values [1.5], rows [2]"
+    assert failure.details == "1 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_1_1: values [1.5], rows [2]"
 
 
 def test_a_whole_image_set_on_the_wrong_scale_is_one_line():
@@ -115,7 +115,7 @@ def test_a_whole_image_set_on_the_wrong_scale_is_one_line():
     x = np.full((6, 400), 200.0, np.float32)  # 0-255 pixels against a 0-1 contract
     origin = np.array([f"cats/{i}.png" for i in range(6)])
     failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide, origin), "test", wide))
-    assert failure.column is None and failure.details.startswith("2400 of 2400 values outside [0, 1]; first: pixel_0_0")
+    assert failure.column is None and failure.details.startswith("2400 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_0_0")
     assert "rows ['cats/0.png']" in failure.details and failure.details.endswith("; ...")
 
 
@@ -133,3 +133,20 @@ def test_data_docs_show_every_suite_and_result(tmp_path):
     text = {name: " ".join(re.sub(r"<[^>]+>", " ", html).split()) for name, html in results.items()}
     assert "Status: Failed" in text["val"] and "Status: Succeeded" in text["train"]
     assert "Unsuccessful Expectations 1" in text["val"] and "x2" in text["val"] and "kdflow-validate" in text["val"]
+
+
+def test_the_statistics_suite_fails_what_is_both_surprising_and_large_and_shows_both_numbers(tmp_path):
+    from kdflow.drift import Test
+
+    tests = [
+        Test("drift", "val", "x0", "ks", 40, 0.62, 0.1, 1e-9, 1e-8),  # large and surprising: fails
+        Test("drift", "val", "x1", "ks", 40, 0.45, 0.1, 0.02, 0.3),  # large but noise for 40 rows
+        Test("drift", "test", "x0", "ks", 9000, 0.03, 0.1, 1e-12, 1e-11),  # real but under the floor
+        Test("class shares", "test", "label", "chi-square", 9000, 0.2, 0.1, 1e-5, 1e-4, "class 'a' is 0.5"),
+    ]
+    suites = Suites(CONTRACT, tmp_path / "docs")
+    assert suites.judge(tests, alpha=0.01) == [tests[0], tests[3]]
+    assert Suites(CONTRACT).judge(tests[1:3], alpha=0.01) == []
+    (page,) = [p for p in (tmp_path / "docs" / "validations").rglob("*.html") if p.parent.parent.parent.name == "statistics"]
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.read_text()).split())
+    assert "validate.alpha = 0.01" in text and "val.x0 (drift)" in text

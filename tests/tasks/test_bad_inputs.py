@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from kdflow.io import read_json
@@ -83,10 +84,21 @@ def given_split(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def with_part(change: Callable[[pd.DataFrame], None], **table_section) -> Callable[[Path], None]:
-    frame = given_split(customers())
+def with_part(change: Callable[[pd.DataFrame], None], rows: int = 300, validate: dict | None = None,
+              **table_section) -> Callable[[Path], None]:
+    frame = given_split(customers(rows))
     change(frame)
-    return table(frame, split_column="part", **table_section)
+    setup = table(frame, split_column="part", **table_section)
+    if validate is None:
+        return setup
+
+    def with_settings(root: Path) -> None:
+        setup(root)
+        raw = yaml.safe_load((root / "params.yaml").read_text())
+        raw["validate"] = raw.get("validate", {}) | validate
+        write_params(root, raw)
+
+    return with_settings
 
 
 def images(sizes: dict[str, list[tuple[int, int]]], damage: Callable[[Path], None] = lambda root: None,
@@ -148,6 +160,11 @@ def leaky_column(frame: pd.DataFrame) -> None:
     frame["cancel_code"] = np.where(frame["churned"] == "yes", 7.0, 0.0)
 
 
+def mostly_one_class_in_test(frame: pd.DataFrame) -> None:
+    test = frame.index[frame["part"] == "test"]
+    frame.loc[test[: int(len(test) * 0.9)], "churned"] = "yes"
+
+
 def truncate(root: Path) -> None:
     path = root / "data/raw/img/dogs/0.png"
     path.write_bytes(path.read_bytes()[:40])
@@ -199,16 +216,24 @@ CORPUS = {
     "a label outside the contract": Bad(kept_contract_then(lambda f: f.assign(churned=f["churned"].where(f.index != 9, "maybe"))), "contract",
                                         r"classes: the contract has 2 \['no', 'yes'\], the data 3 \['maybe', 'no', 'yes'\]"),
     "a value outside the contract": Bad(kept_contract_then(lambda f: f.assign(spend=f["spend"].where(f.index != 4, 1e6))), "validate",
-                                        r"\.spend: expect_column_values_to_be_between: 1 of \d+ rows; values \[1000000\.0\]; allowed \[.*\]; rows \[\d+\]"),
-    "too few rows": Bad(table(customers(rows=60)), "validate", r"val: expect_table_row_count_to_be_between: observed 5"),
+                                        r"\.spend: expect_column_values_to_be_between: 1 of \d+ rows; values \[1000000\.0\]; allowed \[.*\] "
+                                        r"\(ranges\.spend in the data contract\); rows \[\d+\]"),
+    "too few rows": Bad(table(customers(rows=60)), "validate", r"val: expect_table_row_count_to_be_between: 5 rows, below min_rows = 10 \(the data contract; validate\.min_rows when it was learnt\)"),
     "leaked rows": Bad(with_part(copy_row("test")), "validate", rf"1 sample\(s\) of train also in test: rows {FIRST_TRAIN}<->{FIRST_TEST}\b"),
-    "conflicting duplicates": Bad(with_part(copy_row("train", relabel=True)), "validate",
-                                  rf"1 sample\(s\) in train repeated with a different label: rows\(label\) {FIRST_TRAIN}\((yes|no)\)<->{SECOND_TRAIN}\((yes|no)\)"),
+    "conflicting duplicates": Bad(with_part(copy_row("train", relabel=True), validate={"max_conflicting_share": 0.0}), "validate",
+                                  rf"1 of \d+ rows \(0\.5%\) in train repeat the features of a row with another label: rows\(label\) "
+                                  rf"{FIRST_TRAIN}\((yes|no)\)<->{SECOND_TRAIN}\((yes|no)\): more than validate\.max_conflicting_share = 0\.0"),
     "a grouped leak": Bad(with_part(patient_in_two_splits, group_column="patient"), "validate",
                           r"1 group\(s\) in both train and test: \['train-0'\]"),
-    "a target-leaking feature": Bad(with_part(leaky_column), "validate", r"feature 'cancel_code' alone predicts the label with balanced validation accuracy 1\.0000 \(limit 0\.99\)"),
+    "a target-leaking feature": Bad(with_part(leaky_column, rows=1500), "validate",
+                                     r"feature 'cancel_code' alone predicts the label with balanced accuracy 1\.0000 out of fold on \d+ train and "
+                                     r"validation rows \(validate\.target_leak_accuracy = 0\.99\), p = .* under validate\.alpha = 0\.01: a target leak\?"),
     "drift beyond the fail threshold": Bad(with_part(shift_test), "validate",
-                                           r"test\.minutes: drift from train, PSI \d+\.\d+ \(fail at 0\.25\)"),
+                                           r"test\.minutes: drift from train, KS statistic 0\.\d+ \(validate\.drift_min_effect = 0\.1\), p = \S+ after correcting "
+                                           r"for \d+ tests, under validate\.alpha = 0\.01"),
+    "a given split far from the contract's class shares": Bad(with_part(mostly_one_class_in_test), "validate",
+                                                               r"test: class '(yes|no)' is 0\.\d+ of the rows; the contract says 0\.\d+: a difference of "
+                                                               r"0\.\d+ \(proportion_tolerance = 0\.1 in the data contract\), p = \S+ after correcting"),
     "mixed image sizes without a resize": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(9, 8)] * 30}), "prepare",
                                               r"dogs/0\.png: \(9, 8\) pixels, but .*cats/0\.png has \(8, 8\); set prepare\.images\.size"),
     "a truncated image": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, truncate), "prepare",
