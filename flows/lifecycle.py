@@ -28,13 +28,42 @@ RETRIES = {"champion": 2, "register": 2}
 ALWAYS_RUN = ("champion",)
 
 
+# A stage that stops on an expected failure (bad input, failed validation or gate) has printed
+# its message; its task ends Failed with this in the state's message (see `reproduce`).
+STOPPED = "stopped on a reported failure"
+
+
 class StageFailed(RuntimeError):
     pass
 
 
-@task(cache_policy=NO_CACHE, task_run_name="{stage}")
-def reproduce(stage: str, root: str) -> bool:
-    """Reproduce one stage with DVC; True if it ran, False if DVC found nothing changed."""
+class _QuietStops(logging.Filter):
+    """Keeps off the terminal the task-run lines that would repeat an expected failure the
+    stage has already printed (one with a traceback-shaped "NoneType: None"); the Prefect API
+    log keeps them, and a real bug (a raised exception) keeps its traceback everywhere."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect.task_runs" and record.levelno >= logging.ERROR and STOPPED in record.getMessage())
+
+
+def _quiet_stops_on_the_terminal() -> None:
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(isinstance(f, _QuietStops) for f in handler.filters):
+            handler.addFilter(_QuietStops())
+
+
+def _retry_unless_stopped(task, task_run, state: State) -> bool:
+    """Retries are for a service that failed for a moment, not for an answer that will not change."""
+    return STOPPED not in (state.message or "")
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{stage}", retry_condition_fn=_retry_unless_stopped)
+def reproduce(stage: str, root: str) -> bool | State:
+    """Reproduce one stage with DVC; True if it ran, False if DVC found nothing changed.
+
+    A stage that stops on an expected failure (bad input, failed validation or gate: it has
+    printed its message and kept it in reports/failed_stage.json) ends the task Failed without
+    a traceback: the message is the whole story. Any other failure is a bug, and raises."""
     from dvc.exceptions import ReproductionError
     from dvc.repo import Repo
 
@@ -47,6 +76,8 @@ def reproduce(stage: str, root: str) -> bool:
         except ReproductionError as error:
             # The stage printed why it failed; DVC's chained traceback would only bury that.
             cause = error.__cause__ or error
+            if (said := summary.failure_message(Path(root), stage)) is not None:
+                return Failed(message=f"stage {stage!r} {STOPPED}: {said}")
             raise StageFailed(f"stage {stage!r} failed: {cause}") from None
     get_run_logger().info("stage %s: %s", stage, "ran" if ran else "unchanged, skipped by DVC")
     return ran
@@ -60,6 +91,7 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
     """
     root = str(Path(root).resolve())
     logger = get_run_logger()
+    _quiet_stops_on_the_terminal()
     ran: dict[str, bool] = {}
     for stage in STAGES:
         step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2)

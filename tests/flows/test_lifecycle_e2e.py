@@ -142,6 +142,7 @@ def test_failing_validation_stops_before_training_and_registers_nothing(root):
     result = kdflow(root, "run")
     assert result.returncode != 0
     assert "expect_column_values_to_be_between" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr and "NoneType: None" not in result.stderr
     assert (root / layout.STUDENT).read_bytes() == student_before
     reg = registry(root)
     assert len(reg.versions()) == 2 and reg.alias(CHAMPION).version == 2
@@ -162,3 +163,20 @@ def test_bad_params_fail_fast_naming_the_key(root):
     assert "distill.losses.0.hinton.temprature: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(registry(root).versions()) == 2
+
+
+def test_a_bad_file_stops_the_run_with_its_message_and_no_traceback_and_a_bug_keeps_one(tmp_path):
+    raw = with_params(prepare={"dataset": "table", "path": "data/raw/t.csv", "table": {"label": "churned"}})
+    project = make_project(tmp_path / "project", raw)
+    (project / "data/raw").mkdir(parents=True, exist_ok=True)
+    (project / "data/raw/t.csv").write_text("tenure,plan,churned\n3,basic,no\n5,,yes\n")
+    result = kdflow(project, "run")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in out and "NoneType: None" not in out
+    assert "prepare failed: " in out and "column 'plan' has 1 value(s) that are not numbers" in out
+    assert any(line.startswith("error: lifecycle failed: stage 'prepare'") for line in out.splitlines())
+    # A real bug in a stage is not an expected failure: its traceback stays.
+    stage = project / "tasks/prepare.py"
+    stage.write_text(stage.read_text().replace("    cfg = params.prepare\n", "    raise RuntimeError('a bug')\n", 1))
+    result = kdflow(project, "run")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "RuntimeError: a bug" in result.stderr
