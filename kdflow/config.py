@@ -190,7 +190,11 @@ class TrainConfig(_Strict):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     grad_clip: Annotated[float, Field(ge=0)] = 0.0  # 0: no clipping
     patience: Annotated[int, Field(ge=0)] = 0  # early stopping after this many epochs without
-    #                                            a better validation accuracy; 0: off
+    #                                            a better validation score; 0: off
+    # Which epoch's weights to keep: the best validation accuracy (the first to reach it), the
+    # lowest validation loss (smoother: a few dozen validation rows tie on accuracy for many
+    # epochs), or the last epoch.
+    select: Literal["accuracy", "loss", "last"] = "accuracy"
     seed: int = 0
     threads: Annotated[int, Field(ge=0)] = 0  # 0: leave torch's default
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, then MPS, then CPU

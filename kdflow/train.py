@@ -1,8 +1,9 @@
 """The training loop shared by the teacher and the distillation stages.
 
 - Small in-memory datasets are batched by tensor indexing, not a per-sample DataLoader.
-- Selection reads the validation split only: the best epoch by validation accuracy wins (with
-  optional early stopping), and its weights are what `fit` returns.
+- Selection reads the validation split only: the best epoch by validation accuracy (or loss,
+  or simply the last: `TrainConfig.select`) wins, with optional early stopping, and its
+  weights are what `fit` returns.
 - With a `state_path`, the full training state is written atomically after every epoch; a run
   started again with the same `run_key` resumes from it and ends with the same weights as an
   uninterrupted run (same seed, CPU). A finished run's state stays until the caller has
@@ -165,7 +166,7 @@ def fit(
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
 
     history: list[dict[str, float]] = []
-    best_state, best_epoch, best_acc, stale, start_epoch = None, 0, -1.0, 0, 1
+    best_state, best_epoch, best_acc, best_score, stale, start_epoch = None, 0, -1.0, -float("inf"), 0, 1
     state_path = Path(state_path) if state_path else None
     if state_path is not None and state_path.exists():
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -178,6 +179,7 @@ def fit(
             torch.set_rng_state(saved["rng"])
             history, best_state = saved["history"], saved["best_state"]
             best_epoch, best_acc, stale = saved["best_epoch"], saved["best_acc"], saved["stale"]
+            best_score = saved.get("best_score", best_acc)
             start_epoch = saved["epoch"] + 1
             console.print(f"{label}: resuming after epoch {saved['epoch']} from {state_path}")
         else:
@@ -238,18 +240,21 @@ def fit(
                 sched.step()
                 total_loss += loss.detach()
             train_seconds = time.perf_counter() - epoch_start
-            val_acc = accuracy(predict(model, x_val, amp=cfg.amp if device.type == "cuda" else "off"), y_val)
+            val_logits = predict(model, x_val, amp=cfg.amp if device.type == "cuda" else "off")
+            val_acc, val_loss = accuracy(val_logits, y_val), F.cross_entropy(val_logits, y_val).item()
             history.append(
                 {
                     "epoch": epoch,
                     "train_loss": total_loss.item() / steps_per_epoch,
                     "val_accuracy": val_acc,
+                    "val_loss": val_loss,
                     "lr": opt.param_groups[0]["lr"],
                     "seconds": time.perf_counter() - epoch_start,  # training and validation
                 }
             )
-            if val_acc > best_acc:
-                best_state, best_epoch, best_acc, stale = _cpu_state(model), epoch, val_acc, 0
+            score = {"accuracy": val_acc, "loss": -val_loss, "last": epoch}[cfg.select]
+            if score > best_score:
+                best_state, best_epoch, best_acc, best_score, stale = _cpu_state(model), epoch, val_acc, score, 0
             else:
                 stale += 1
             if state_path is not None and here.is_main:
@@ -267,6 +272,7 @@ def fit(
                             "best_state": best_state,
                             "best_epoch": best_epoch,
                             "best_acc": best_acc,
+                            "best_score": best_score,
                             "stale": stale,
                         },
                         tmp,

@@ -100,3 +100,14 @@ def test_image_augmentations_are_refused_for_signals():
     train, val = blobs(100, 0), blobs(50, 1)
     with pytest.raises(ValueError, match="augment.crop does not apply to signals"):
         fit(MLP([8], 3), train, val, CFG.model_copy(update={"augment": AugmentConfig(crop=2)}))
+
+
+def test_selection_by_validation_loss_or_the_last_epoch():
+    train, val = blobs(300, 0), blobs(100, 1)
+    by_loss = fit(MLP([8], 3, hidden=[16]), train, val, CFG.model_copy(update={"select": "loss"}))
+    losses = [h["val_loss"] for h in by_loss.history]
+    assert by_loss.best_epoch == by_loss.history[losses.index(min(losses))]["epoch"]
+    logits = predict(by_loss.model, torch.from_numpy(val.x))
+    assert torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.y)).item() == pytest.approx(min(losses), rel=1e-5)
+    last = fit(MLP([8], 3, hidden=[16]), train, val, CFG.model_copy(update={"select": "last"}))
+    assert last.best_epoch == 8
