@@ -3,6 +3,7 @@ quantization of its linear layers, by onnxruntime's quantizer)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -19,6 +20,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> No
     """torch.export-based ONNX export with a dynamic batch dimension."""
     import onnx
 
+    # The exporter warns on every export that torchvision is not installed (it looks for
+    # torchvision's operators, which no kdflow model uses): noise in every stage's output.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     model.eval()
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # torch 2.13's exporter trips its own pytree deprecation; nothing for callers to fix.

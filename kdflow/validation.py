@@ -227,12 +227,14 @@ def _describe(result: Any, frame: pd.DataFrame, contract: DataContract) -> str:
         missing = [c for c in expected if c not in got]
         extra = [c for c in got if c not in expected]
         parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
-        return "; ".join(p for p in parts if p) or f"wrong column order: {got}"
+        found = "; ".join(p for p in parts if p) or f"wrong column order: {got}"
+        return f"{found} (features and label in the data contract)"
     if "unexpected_count" in res:
         values = [float(f"{v:.6g}") if isinstance(v, float) else v for v in (res.get("partial_unexpected_list") or [])[:SHOWN]]
         rows = list(res.get("partial_unexpected_index_list") or [])[:SHOWN]
         allowed = (f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}] (ranges.{column} in the data contract)"
-                   if "max_value" in kwargs else "")
+                   if "max_value" in kwargs else
+                   f"; allowed {kwargs['value_set']} (the indices of classes in the data contract)" if "value_set" in kwargs else "")
         return f"{res['unexpected_count']} of {res.get('element_count')} rows; values {values}{allowed}; rows {rows}"
     if "observed_value" in res and "min_value" in kwargs:  # the row count
         rows = res["observed_value"]
