@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdflow.compare import SampleResults, compare
+from kdflow.compare import SampleResults, compare, gain_interval
 from kdflow.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.config import EvaluateConfig, Params
 from kdflow.data import load_split
@@ -206,19 +206,23 @@ def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
-def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
+def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int) -> dict:
     """Test accuracy of the student and the control for every seed: mean and standard deviation,
-    so that "distillation helped" is a claim with error bars."""
+    so that "distillation helped" is a claim with error bars; and a 95 % interval of the mean
+    gain from a paired bootstrap over the test samples, so that a gate judges evidence."""
     stats: dict[str, float] = {}
-    accuracies: dict[str, list[float]] = {}
+    correct: dict[str, np.ndarray] = {}
     for role in ("student", "control"):
         paths = sorted((root / layout.STUDENTS).glob(f"{role}_seed*.pt"))
-        accuracies[role] = [top1_accuracy(predict(load_model(p), x), y) for p in paths]
-        stats[f"{role}_accuracy_mean"] = statistics.fmean(accuracies[role])
-        stats[f"{role}_accuracy_std"] = statistics.stdev(accuracies[role]) if len(paths) > 1 else 0.0
-    gains = [s - c for s, c in zip(accuracies["student"], accuracies["control"])]
+        correct[role] = np.stack([(predict(load_model(p), x).argmax(-1) == y).numpy() for p in paths])
+        accuracies = correct[role].mean(1).tolist()
+        stats[f"{role}_accuracy_mean"] = statistics.fmean(accuracies)
+        stats[f"{role}_accuracy_std"] = statistics.stdev(accuracies) if len(paths) > 1 else 0.0
+    gains = (correct["student"].mean(1) - correct["control"].mean(1)).tolist()
     stats["student_minus_control_mean"] = statistics.fmean(gains)
     stats["student_minus_control_std"] = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    low, high = gain_interval(correct["student"], correct["control"], resamples)
+    stats["student_minus_control_ci_low"], stats["student_minus_control_ci_high"] = low, high
     stats["count"] = len(gains)
     return stats
 
@@ -254,7 +258,7 @@ def run(params: Params, root: Path) -> dict:
     for role, model in [*((r, m) for r, (m, _) in models.items()), *forms.items()]:
         efficiency(metrics[role], role, model, bench)
 
-    metrics["seeds"] = seed_statistics(root, bench.x, bench.y)
+    metrics["seeds"] = seed_statistics(root, bench.x, bench.y, cfg.bootstrap_resamples)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
     for role in metrics.keys() - {"teacher", "seeds"}:  # robustness relative to the teacher
         metrics[role]["relative_robustness"] = metrics[role]["corruption_accuracy"] / teacher["corruption_accuracy"]

@@ -107,3 +107,17 @@ def test_saturated_confidences_and_absent_classes_match_the_metrics_module():
     t_logits, t_y = torch.from_numpy(logits), torch.from_numpy(y)
     assert value(r, y, "ece") == pytest.approx(metrics.expected_calibration_error(t_logits, t_y, 15), abs=1e-6)
     assert value(r, y, "macro_f1") == pytest.approx(metrics.macro_f1(t_logits, t_y), abs=1e-6)
+
+
+def test_the_interval_of_the_gain_over_seeds_holds_the_mean_and_narrows_with_the_samples():
+    from kdflow.compare import gain_interval
+
+    rng = np.random.default_rng(0)
+    student = (rng.uniform(size=(3, 2000)) < 0.92).astype(np.int8)  # three seeds, 2,000 test samples
+    control = (rng.uniform(size=(3, 2000)) < 0.90).astype(np.int8)
+    gain = student.mean() - control.mean()
+    low, high = gain_interval(student, control)
+    assert low < gain < high and 0.0 < low  # two points of gain on 2,000 samples: real
+    small_low, small_high = gain_interval(student[:, :60], control[:, :60])
+    assert small_high - small_low > 4 * (high - low)  # 60 samples cannot tell
+    assert gain_interval(np.ones((2, 5)), np.zeros((2, 5))) == (1.0, 1.0)

@@ -30,6 +30,17 @@ def test_with_several_seeds_the_mean_gain_is_judged():
     assert check(m, GatesConfig(min_student_accuracy=0.0, min_gain_over_control=0.05))[1].passed
 
 
+def test_the_gain_over_the_control_fails_only_when_its_whole_interval_is_short():
+    def judged(mean, low, high):
+        m = metrics(0.9, 0.9) | {"seeds": {"count": 3, "student_minus_control_mean": mean,
+                                           "student_minus_control_ci_low": low, "student_minus_control_ci_high": high}}
+        return check(m, GatesConfig(min_student_accuracy=0.0, min_gain_over_control=0.0))[1]
+
+    tie = judged(-0.012, -0.05, 0.03)  # a small table: worse by a point, within noise
+    assert tie.passed and "over 3 seeds -0.0120 (95% CI -0.0500 to +0.0300) vs required +0.0000" in tie.detail
+    assert not judged(-0.04, -0.06, -0.02).passed  # really worse
+
+
 def full_metrics(**student):
     row = {"accuracy": 0.9, "ece": 0.05, "latency_b1_p95_ms": 0.4, "relative_robustness": 0.9} | student
     return {"student": row, "control": {"accuracy": 0.8}, "comparison": {"latency_threads": 1}}

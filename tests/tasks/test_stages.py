@@ -146,6 +146,7 @@ def test_seeds_give_error_bars_and_the_cache_replaces_the_teacher(trained, tiny_
     seeds = evaluate.run(params, trained)["seeds"]
     assert seeds["count"] == 2 and seeds["student_accuracy_std"] >= 0
     assert seeds["student_minus_control_mean"] == pytest.approx(seeds["student_accuracy_mean"] - seeds["control_accuracy_mean"])
+    assert seeds["student_minus_control_ci_low"] <= seeds["student_minus_control_mean"] <= seeds["student_minus_control_ci_high"]
 
 
 def test_a_tampered_logit_cache_fails_loudly(trained, tiny_params):
