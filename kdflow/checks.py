@@ -22,7 +22,7 @@ import numpy as np
 
 from kdflow.config import ValidateConfig
 from kdflow.contract import DataContract, class_counts, reference_counts
-from kdflow.data import Split, content_ids, merge_groups
+from kdflow.data import Split, content_ids, merge_groups, row_digests
 from kdflow.drift import (
     Test,
     adjust,
@@ -37,7 +37,6 @@ from kdflow.leakage import (
     exact_duplicates,
     group_leaks,
     near_duplicates,
-    row_digests,
     rows_to_judge_leaks,
     target_leaks,
 )
@@ -64,9 +63,12 @@ class Verdict:
     def drift(self) -> dict[str, dict]:
         """Per split, the feature whose difference from train is the most surprising (then the
         largest), with both numbers."""
-        worst = {}
+        def surprise(t: Test) -> tuple[float, float]:
+            return t.p_value, -t.statistic
+
+        worst: dict[str, Test] = {}
         for t in self.tests:
-            if t.check == "drift" and (t.split not in worst or (t.p_value, -t.statistic) < (worst[t.split].p_value, -worst[t.split].statistic)):
+            if t.check == "drift" and (t.split not in worst or surprise(t) < surprise(worst[t.split])):
                 worst[t.split] = t
         return {name: {"worst_feature": t.subject, "method": t.method, "statistic": round(t.statistic, 4),
                        "p_adjusted": float(f"{t.p_adjusted:.3g}")} for name, t in worst.items()}
@@ -91,28 +93,29 @@ def check(splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig,
                                 "the models could never predict them")
     values_ok = not verdict.problems  # the checks below fit models or bins: they need valid splits
     verdict.seconds["contract_suites"] = time.perf_counter() - start
+    digests = {name: row_digests(split.x) for name, split in splits.items()}  # hashed once for all checks
     if values_ok:
-        _statistics(verdict, splits, contract, cfg, suites, contract_from_train)
+        _statistics(verdict, splits, digests, contract, cfg, suites, contract_from_train)
     verdict.seconds["statistics"] = time.perf_counter() - start - verdict.seconds["contract_suites"]
-    _leakage(verdict, splits, contract, cfg, values_ok)
+    _leakage(verdict, splits, digests, contract, cfg, values_ok)
     verdict.seconds["leakage"] = time.perf_counter() - start - sum(verdict.seconds.values())
     verdict.seconds = {k: round(v, 2) for k, v in verdict.seconds.items()}
     return verdict
 
 
-def units(split: Split) -> np.ndarray:
+def units(split: Split, digests: list[bytes] | None = None) -> np.ndarray:
     """An id per row of the sets its rows were split in: identical rows (kdflow keeps them in
     one split) joined with the declared groups; each row its own set when none apply."""
-    same = content_ids(split.x)
+    same = content_ids(split.x, digests)
     if split.groups is not None:
         return merge_groups(split.groups, same if same is not None else np.arange(len(split)))
     return same if same is not None else np.arange(len(split))
 
 
-def _statistics(verdict: Verdict, splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig,
-                suites: Suites, contract_from_train: bool) -> None:
+def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list[bytes]], contract: DataContract,
+                cfg: ValidateConfig, suites: Suites, contract_from_train: bool) -> None:
     train = splits["train"]
-    ids = {name: units(split) for name, split in splits.items()}
+    ids = {name: units(split, digests[name]) for name, split in splits.items()}
     effects = {name: design_effect(u) for name, u in ids.items()}
     tests: list[Test] = []
     for name in ("val", "test"):
@@ -198,11 +201,10 @@ def _small(t: Test, alpha: float, family: int) -> str:
     return f"{t.name}: {what}: real ({_evidence(t, alpha, family)}) but under {floor} = {t.floor}"
 
 
-def _leakage(verdict: Verdict, splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig,
-             values_ok: bool) -> None:
+def _leakage(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list[bytes]], contract: DataContract,
+             cfg: ValidateConfig, values_ok: bool) -> None:
     limit = cfg.max_leaked_rows_shown
     verdict.checks += ["exact duplicates", "conflicting labels"]
-    digests = {name: row_digests(split.x) for name, split in splits.items()}  # hashed once for both
     verdict.problems += [
         f"{leak.describe()} (the same sample in two splits inflates every score measured on it; kdflow's own "
         "splits keep identical rows together, so these come from a given split)"

@@ -7,6 +7,7 @@ names what the arrays hold: each feature (flattened in C order), the label and t
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Sequence
@@ -130,12 +131,19 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def content_ids(x: np.ndarray) -> np.ndarray | None:
+def row_digests(x: np.ndarray) -> list[bytes]:
+    """A content hash per row; -0.0 and 0.0 hash alike, so do values that differ only in dtype.
+    Row by row, so that memory stays small however wide the rows (images)."""
+    return [hashlib.blake2b((np.asarray(row, dtype=np.float64) + 0.0).tobytes(), digest_size=16).digest()
+            for row in x.reshape(len(x), -1)]
+
+
+def content_ids(x: np.ndarray, digests: list[bytes] | None = None) -> np.ndarray | None:
     """An id per row, the same for rows with identical features; None when every row is unique.
     Survey answers and small integer scales make many identical rows that are different
-    people: a random split would put copies in train and test, a leak kdflow itself made."""
-    rows = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float64) + 0.0  # -0.0 is 0.0
-    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    people: a random split would put copies in train and test, a leak kdflow itself made.
+    `digests`: the rows' `row_digests`, when the caller has them already."""
+    keys = np.frombuffer(b"".join(digests if digests is not None else row_digests(x)), dtype="V16")
     _, ids = np.unique(keys, return_inverse=True)
     return ids if ids.max(initial=-1) + 1 < len(x) else None
 

@@ -6,13 +6,12 @@ Great Expectations validates one table at a time; checks across tables live here
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 
-from kdflow.data import Split
+from kdflow.data import Split, row_digests
 from kdflow.drift import Test
 
 
@@ -31,12 +30,6 @@ class Leak:
         if self.near:
             return f"{self.count} sample(s) of {self.second} nearly duplicate samples of {self.first}: rows {pairs}{more}"
         return f"{self.count} sample(s) of {self.first} also in {self.second}: rows {pairs}{more}"
-
-
-def row_digests(x: np.ndarray) -> list[bytes]:
-    """A content hash per row; -0.0 and 0.0 hash alike, so do values that differ only in dtype."""
-    rows = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float64) + 0.0
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
 
 
 def exact_duplicates(splits: dict[str, Split], limit: int = 10, digests: dict[str, list[bytes]] | None = None) -> list[Leak]:

@@ -48,8 +48,11 @@ def run(params: Params, root: Path) -> dict:
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in splits.items()}
     from_train = agreed.learnt_from.get("md5") == file_md5(root / layout.SPLIT_FILES["train"])
     verdict = _checked(splits, agreed, params, from_train, root / layout.DATA_DOCS)
-    for line in verdict.warnings:
+    for line in verdict.warnings[:MAX_PROBLEMS_SHOWN]:
         console.print(f"[yellow]validate warning:[/] {line}", highlight=False)
+    if len(verdict.warnings) > MAX_PROBLEMS_SHOWN:
+        console.print(f"[yellow]validate warning:[/] ... and {len(verdict.warnings) - MAX_PROBLEMS_SHOWN} more in "
+                      f"{layout.VALIDATION_REPORT}", highlight=False)
     report = {
         "passed": verdict.passed,
         "problems": verdict.problems,

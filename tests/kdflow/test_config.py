@@ -11,6 +11,18 @@ def test_repository_params_parse():
     assert params.validate_.value_tolerance > 0
 
 
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "presets").glob("*.yaml")))
+def test_presets_parse(preset):
+    params = load_params(REPO / "presets" / preset)
+    assert params.launch.command == "python"
+
+
+def test_replaced_settings_say_what_replaced_them():
+    with pytest.raises(ConfigError, match=r"validate: drift_fail_psi is no longer read: drift is judged by a two-sample "
+                                          r"test now: set validate.alpha and validate.drift_min_effect"):
+        parse_params({"launch": {}, "validate": {"drift_fail_psi": 0.25}})
+
+
 def test_sections_default_except_launch():
     assert parse_params({"launch": {}}).distill.losses[0].weight == 1.0
     with pytest.raises(ConfigError, match="  - launch: Field required"):
@@ -35,6 +47,10 @@ def test_sections_default_except_launch():
         ({"distill": {"losses": [{"name": "dkd", "temperature": -1}]}}, "distill.losses.0.dkd.temperature", "greater than 0"),
         ({"prepare": {"test_fraction": 1.5}}, "prepare.test_fraction", "less than 1"),
         ({"validate": {"min_rows": 10, "max_rows": 5}}, "validate", "min_rows"),
+        ({"validate": {"alpha": 0}}, "validate.alpha", "greater than 0"),
+        ({"validate": {"min_rows": "some"}}, "validate.min_rows", "auto"),
+        ({"validate": {"target_leak_accuracy": 1.0}}, "validate.target_leak_accuracy", "less than 1"),
+        ({"teacher": {"train": {"select": "best"}}}, "teacher.train.select", "'accuracy', 'loss' or 'last'"),
         ({"register": {"gates": {"min_student_accuracy": 2}}}, "register.gates.min_student_accuracy", "less than or equal"),
         ({"distill": {"losses": [{"name": "hinton", "weight": 0}]}}, "distill", "learn nothing"),
         ({"teacher": {"model": {"name": "resnet999"}}}, "teacher.model", "unknown model"),
