@@ -27,10 +27,11 @@ from kdflow.drift import (
     Test,
     adjust,
     class_shares,
-    design_effect,
+    design_effects,
     detectable_drift,
     detectable_share,
     feature_drift,
+    label_design_effect,
 )
 from kdflow.leakage import (
     conflicting_labels,
@@ -114,27 +115,32 @@ def units(split: Split, digests: list[bytes] | None = None) -> np.ndarray:
 
 def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list[bytes]], contract: DataContract,
                 cfg: ValidateConfig, suites: Suites, contract_from_train: bool) -> None:
-    train = splits["train"]
+    train, classes = splits["train"], len(contract.classes)
     ids = {name: units(split, digests[name]) for name, split in splits.items()}
-    effects = {name: design_effect(u) for name, u in ids.items()}
     tests: list[Test] = []
     for name in ("val", "test"):
         tests += feature_drift(train.x, splits[name].x, contract.features, name, cfg.drift_min_effect,
-                               (effects["train"], effects[name]))
+                               (ids["train"], ids[name]))
+    shares = {name: label_design_effect(split.y, ids[name], classes) for name, split in splits.items()}
     reference = reference_counts(contract)
     for name, split in splits.items():
         if name != "train" or not contract_from_train:
-            tests.append(class_shares(reference, class_counts(split.y, len(contract.classes)), name, contract.label,
-                                      contract.proportion_tolerance, contract.classes, (effects["train"], effects[name])))
-    if cfg.target_leak_accuracy is not None:
-        both = design_effect(np.concatenate([ids["train"], ids["val"] + ids["train"].max() + 1]))
-        tests += target_leaks(train, splits["val"], cfg.target_leak_accuracy, contract.features, effect=both)
-    verdict.checks += ["drift", "class shares"] + (["target leaks"] if cfg.target_leak_accuracy is not None else [])
+            tests.append(class_shares(reference, class_counts(split.y, classes), name, contract.label,
+                                      contract.proportion_tolerance, contract.classes, (shares["train"], shares[name])))
+    leaks = cfg.target_leak_accuracy is not None
+    if leaks:
+        both = np.concatenate([ids["train"], ids["val"] + ids["train"].max() + 1])
+        found = target_leaks(train, splits["val"], cfg.target_leak_accuracy, contract.features, units=both)
+        if not found:
+            verdict.warnings.append("train+val: target leaks not judged: a class has fewer than 2 rows in train and "
+                                    "validation together")
+        tests += found
+    verdict.checks += ["drift", "class shares"] + (["target leaks"] if leaks else [])
     verdict.tests = adjust(tests)
     family, alpha = len(tests), cfg.alpha
     failing = suites.judge(verdict.tests, alpha)
     verdict.problems += [_failure(t, alpha, family) for t in failing]
-    verdict.warnings += [_small(t, alpha, family) for t in verdict.tests if t.small(alpha)]
+    verdict.warnings += [_small(t, alpha, family) for t in verdict.tests if t.check != "target leak" and t.small(alpha)]
     # Leaks: at the bound but not credibly above it (few rows), worth a look.
     verdict.warnings += [
         f"feature {t.subject!r} alone predicts the label with balanced accuracy {t.statistic:.4f} out of fold: a target "
@@ -142,40 +148,43 @@ def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, l
         f"{family} tests, over validate.alpha = {alpha})"
         for t in verdict.tests if t.check == "target leak" and t.statistic >= t.floor and t not in failing
     ]
-    verdict.warnings += _too_few_rows(splits, {name: len(s) / effects[name] for name, s in splits.items()}, contract,
-                                      cfg, family)
+    features = {name: float(np.median(design_effects(split.x, ids[name]))) for name, split in splits.items()}
+    verdict.warnings += _too_few_rows(splits, features, shares, contract, cfg, family)
 
 
-def _too_few_rows(splits: dict[str, Split], effective: dict[str, float], contract: DataContract, cfg: ValidateConfig,
-                  family: int) -> list[str]:
-    """One warning per check and split too small for the check to judge (`effective`: each
-    split's rows over its design effect)."""
-    alpha, n_train, lines = cfg.alpha, effective["train"], []
+def _too_few_rows(splits: dict[str, Split], features: dict[str, float], shares: dict[str, float],
+                  contract: DataContract, cfg: ValidateConfig, family: int) -> list[str]:
+    """One warning per check and split too small for the check to judge. `features` and
+    `shares`: each split's typical design effect of a feature and that of its labels."""
+    alpha, lines = cfg.alpha, []
 
-    def n(name: str) -> str:
+    def n(name: str, effect: float) -> str:
         rows = len(splits[name])
-        alike = f", worth {effective[name]:.0f} independent rows: identical rows move together" if effective[name] < 0.95 * rows else ""
+        alike = f", worth {rows / effect:.0f} independent rows: rows split together as sets move together" if effect > 1.05 else ""
         return f"n={rows}{alike}"
+
     for name in ("val", "test"):
-        smallest = detectable_drift(effective[name], n_train, alpha, family)
+        smallest = detectable_drift(len(splits[name]) / features[name], len(splits["train"]) / features["train"], alpha, family)
         if smallest > JUDGE_FACTOR * cfg.drift_min_effect:
-            lines.append(f"{name}: not enough rows to judge drift ({n(name)}): at validate.alpha = {alpha}, "
+            lines.append(f"{name}: not enough rows to judge drift ({n(name, features[name])}): at validate.alpha = {alpha}, "
                          f"only differences above {smallest:.2f} stand out from noise; validate.drift_min_effect is "
                          f"{cfg.drift_min_effect}")
-    reference = reference_counts(contract)
-    largest = min(0.5, float(reference.max() / reference.sum()))  # the share hardest to pin down
+    proportions = np.asarray(contract.class_proportions)
+    hardest = float(proportions[np.argmax(proportions * (1 - proportions))])  # the share nearest one half
     for name in ("val", "test"):
-        smallest = detectable_share(effective[name], n_train, alpha, family, largest)
+        smallest = detectable_share(len(splits[name]) / shares[name], reference_counts(contract).sum() / shares["train"],
+                                    alpha, family, hardest)
         if smallest > JUDGE_FACTOR * contract.proportion_tolerance:
-            lines.append(f"{name}: not enough rows to judge class shares ({n(name)}): at validate.alpha = "
+            lines.append(f"{name}: not enough rows to judge class shares ({n(name, shares[name])}): at validate.alpha = "
                          f"{alpha}, only differences above {smallest:.2f} stand out from noise; the contract's "
                          f"proportion_tolerance is {contract.proportion_tolerance}")
     if cfg.target_leak_accuracy is not None:
-        rows, needed = round(effective["train"] + effective["val"]), rows_to_judge_leaks(cfg.target_leak_accuracy, alpha, family)
-        if rows < needed:
-            lines.append(f"train+val: not enough rows to judge target leaks (n={rows}): a feature must be right on "
-                         f"{needed} rows to stand out from one right only validate.target_leak_accuracy = "
-                         f"{cfg.target_leak_accuracy} of the time, at validate.alpha = {alpha}")
+        rarest = min(int(np.sum(np.concatenate([splits["train"].y, splits["val"].y]) == c)) for c in contract.labels)
+        needed = rows_to_judge_leaks(cfg.target_leak_accuracy, alpha, family)
+        if rarest / max(shares["train"], shares["val"]) < needed:
+            lines.append(f"train+val: not enough rows to judge target leaks (the rarest class has {rarest}): a feature "
+                         f"must be right on {needed} rows of every class to stand out from one right only "
+                         f"validate.target_leak_accuracy = {cfg.target_leak_accuracy} of the time, at validate.alpha = {alpha}")
     return lines
 
 

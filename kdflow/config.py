@@ -102,8 +102,8 @@ class ValidateConfig(_Strict):
     # is what counts: edit it to change a bound.
     # Each feature's train range widened by this x its width on each side: generous, for
     # impossible values (a unit mix-up, a sentinel such as 99999), not rare extremes, which
-    # real tables have (a heavy-tailed column of a few hundred rows went 3.8 widths past its
-    # training range: bench/validation_calibration.py). Tighten a range in the contract file.
+    # real tables have (bench/validation_calibration.py records how far past its training
+    # range each real table went). Tighten a range in the contract file.
     value_tolerance: Annotated[float, Field(ge=0)] = 3.0
     # the least difference of a class's share from the contract's worth failing for
     class_proportion_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -193,7 +193,7 @@ class TrainConfig(_Strict):
     #                                            a better validation score; 0: off
     # Which epoch's weights to keep: the best validation accuracy (the first to reach it), the
     # lowest validation loss (smoother: a few dozen validation rows tie on accuracy for many
-    # epochs), or the last epoch.
+    # epochs), or the last epoch (every epoch improves on "last", so patience never stops it).
     select: Literal["accuracy", "loss", "last"] = "accuracy"
     seed: int = 0
     threads: Annotated[int, Field(ge=0)] = 0  # 0: leave torch's default

@@ -135,7 +135,7 @@ def row_digests(x: np.ndarray) -> list[bytes]:
     """A content hash per row; -0.0 and 0.0 hash alike, so do values that differ only in dtype.
     Row by row, so that memory stays small however wide the rows (images)."""
     return [hashlib.blake2b((np.asarray(row, dtype=np.float64) + 0.0).tobytes(), digest_size=16).digest()
-            for row in x.reshape(len(x), -1)]
+            for row in x.reshape(len(x), int(np.prod(x.shape[1:])))]
 
 
 def content_ids(x: np.ndarray, digests: list[bytes] | None = None) -> np.ndarray | None:
@@ -164,18 +164,24 @@ def merge_groups(groups: np.ndarray, same: np.ndarray) -> np.ndarray:
 
 def _unit_holdout(y: np.ndarray, fraction: float, seed: int, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A stratified holdout of whole units (rows sharing an id): per class (a unit's class is
-    that of its first row), units in a seeded random order, as many as bring the held-out rows
-    closest to `fraction` of the class's rows; at least one, never all."""
+    that of its first row), units in a seeded random order, each taken when it brings the held
+    out rows closer to `fraction` of the class's rows; at least one unit when the class has
+    two or more, never all, and none of a class that is a single unit (it stays in train)."""
     rng = np.random.default_rng(seed)
     _, first, inverse, sizes = np.unique(units, return_index=True, return_inverse=True, return_counts=True)
     unit_label = y[first]
     held = []
     for label in np.unique(unit_label):
         members = rng.permutation(np.flatnonzero(unit_label == label))
-        total = np.cumsum(sizes[members])
-        take = int(np.argmin(np.abs(total - fraction * total[-1]))) + 1
-        held.append(members[: min(take, max(1, len(members) - 1))])
-    mask = np.isin(inverse, np.concatenate(held))
+        if members.size < 2:
+            continue
+        target, total, taken = fraction * sizes[members].sum(), 0, []
+        for unit in members:
+            if len(taken) < members.size - 1 and abs(total + sizes[unit] - target) < abs(total - target):
+                taken.append(unit)
+                total += sizes[unit]
+        held.append(taken or [members[np.argmin(sizes[members])]])
+    mask = np.isin(inverse, np.concatenate(held)) if held else np.zeros(len(y), dtype=bool)
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 

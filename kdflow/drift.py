@@ -18,9 +18,9 @@ homogeneity (effect: the total variation distance between the two distributions 
 
 Rows that were split as sets (identical rows, which kdflow keeps in one split; declared groups)
 are not independent draws: a set of nine identical answers moves a split's distribution as one
-row would, nine times over. Each test then counts a split's rows divided by its design effect
-(`design_effect`), or sets of identical answers would fail as drift what is only the luck of
-which sets landed where.
+row would, nine times over. Each test then counts a split's rows divided by their design
+effect for the quantity tested (`design_effects`), or sets of identical answers would fail as
+drift what is only the luck of which sets landed where.
 """
 
 from __future__ import annotations
@@ -83,15 +83,34 @@ def adjust(tests: list[Test]) -> list[Test]:
     return [replace(t, p_adjusted=float(p)) for t, p in zip(tests, adjusted)]
 
 
-def design_effect(units: np.ndarray | None) -> float:
-    """How many rows one independent observation is worth when rows come in sets that were split
-    together (`units`: a set id per row; None: every row on its own): the sum of the squared
-    set sizes over the rows, Kish's design effect for sets whose rows are alike. 1 for
-    independent rows; it errs on the safe side for sets whose rows merely resemble each other."""
-    if units is None or len(units) == 0:
-        return 1.0
-    sizes = np.unique(units, return_counts=True)[1].astype(float)
-    return float((sizes**2).sum() / sizes.sum())
+def design_effects(x: np.ndarray, units: np.ndarray | None) -> np.ndarray:
+    """Per column of `x` ``[n, columns]``: how many rows one independent observation is worth
+    when the rows came in sets that were split together (`units`: a set id per row; None: every
+    row on its own). Kish's ``1 + (m - 1) rho``, with ``m`` the size-weighted mean set size and
+    ``rho`` the column's intraclass correlation within the sets (ANOVA estimator, clipped to
+    [0, 1]): identical rows give rho = 1 and count as one row; a patient's visits count for as
+    much as they resemble each other."""
+    x = np.asarray(x, dtype=np.float64)
+    n, columns = x.shape
+    if units is None or n < 3:
+        return np.ones(columns)
+    _, ids, sizes = np.unique(units, return_inverse=True, return_counts=True)
+    k = sizes.size
+    if k == n or k < 2:  # every row its own set, or one set with nothing to compare it to
+        return np.ones(columns)
+    sums = np.column_stack([np.bincount(ids, weights=x[:, j], minlength=k) for j in range(columns)])
+    means = sums / sizes[:, None]
+    between = (sizes[:, None] * (means - x.mean(0)) ** 2).sum(0) / (k - 1)
+    within = np.maximum((x**2).sum(0) - (sizes[:, None] * means**2).sum(0), 0.0) / max(n - k, 1)
+    m0 = (n - (sizes**2).sum() / n) / (k - 1)
+    denominator = between + (m0 - 1) * within
+    rho = np.clip(np.divide(between - within, denominator, out=np.zeros(columns), where=denominator > 1e-12), 0.0, 1.0)
+    return 1.0 + ((sizes**2).sum() / n - 1.0) * rho
+
+
+def label_design_effect(y: np.ndarray, units: np.ndarray | None, classes: int) -> float:
+    """The design effect of a split's class shares: the largest over the classes' indicators."""
+    return float(design_effects(np.eye(classes)[y], units).max()) if len(y) else 1.0
 
 
 def ks_pvalue(statistic: float, rows: float, other_rows: float) -> float:
@@ -104,29 +123,30 @@ def is_discrete(values: np.ndarray) -> bool:
     return np.unique(values).size <= DISCRETE_LEVELS
 
 
-def _sample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return x[np.sort(rng.choice(len(x), MAX_ROWS, replace=False))] if len(x) > MAX_ROWS else x
+def _sample(x: np.ndarray, units: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    if len(x) <= MAX_ROWS:
+        return x, units
+    rows = np.sort(rng.choice(len(x), MAX_ROWS, replace=False))
+    return x[rows], None if units is None else units[rows]
 
 
 def _pooled(counts: np.ndarray) -> np.ndarray:
-    """A 2 x k table of counts with its rarest columns pooled until every pooled column has
-    at least `MIN_EXPECTED` expected rows in the smaller row (Cochran's rule), so that the
-    chi-square approximation holds; rarest first, so the common values keep their own cells."""
+    """A 2 x k table of counts with every column of fewer than `MIN_EXPECTED` expected rows in
+    the smaller row pooled into one (Cochran's rule), so that the chi-square approximation
+    holds; a pool still that small joins the smallest column kept."""
     counts = counts[:, counts.sum(0) > 0]
     smaller = counts.sum(1).min() / counts.sum()
-    order = np.argsort(counts.sum(0), kind="stable")
-    kept, pool = [], np.zeros(2)
-    for j in order:
-        if pool.sum() * smaller < MIN_EXPECTED:
-            pool = pool + counts[:, j]
-        else:
-            kept.append(counts[:, j])
-    if pool.sum():
-        if kept and pool.sum() * smaller < MIN_EXPECTED:
-            kept[0] = kept[0] + pool  # the last rare values join the smallest kept column
-        else:
-            kept.append(pool)
-    return np.stack(kept, axis=1)
+    rare = counts.sum(0) * smaller < MIN_EXPECTED
+    kept = counts[:, ~rare]
+    pool = counts[:, rare].sum(1)
+    if not pool.sum():
+        return kept
+    if kept.shape[1] and pool.sum() * smaller < MIN_EXPECTED:
+        smallest = int(kept.sum(0).argmin())
+        kept = kept.copy()
+        kept[:, smallest] += pool
+        return kept
+    return np.column_stack([kept, pool])
 
 
 def homogeneity(first: np.ndarray, second: np.ndarray) -> float:
@@ -135,7 +155,7 @@ def homogeneity(first: np.ndarray, second: np.ndarray) -> float:
     table = _pooled(np.stack([first, second]).astype(float))
     if table.shape[1] < 2 or (table.sum(1) == 0).any():
         return 1.0
-    return float(stats.chi2_contingency(table).pvalue)
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
 def total_variation(first: np.ndarray, second: np.ndarray) -> float:
@@ -144,24 +164,26 @@ def total_variation(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def feature_drift(reference: np.ndarray, other: np.ndarray, names: list[str], split: str, floor: float,
-                  effects: tuple[float, float] = (1.0, 1.0), seed: int = 0) -> list[Test]:
+                  units: tuple[np.ndarray | None, np.ndarray | None] = (None, None), seed: int = 0) -> list[Test]:
     """Each feature (column) of `other` against the same feature of `reference` (train);
-    `effects` are the two splits' design effects."""
+    `units` are the two splits' set ids (see `design_effects`)."""
     rng = np.random.default_rng(seed)
-    clustered = effects != (1.0, 1.0)
-    ref, oth = _sample(reference, rng), _sample(other, rng)
+    (ref, ref_units), (oth, oth_units) = _sample(reference, units[0], rng), _sample(other, units[1], rng)
+    effects = design_effects(ref, ref_units), design_effects(oth, oth_units)
     tests = []
     for j, name in enumerate(names):
         a, b = ref[:, j], oth[:, j]
+        d_ref, d_oth = effects[0][j], effects[1][j]
         if is_discrete(a):
             levels, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
             first = np.bincount(codes[: len(a)], minlength=levels.size)
             second = np.bincount(codes[len(a):], minlength=levels.size)
             tests.append(Test("drift", split, name, "chi-square", len(other), total_variation(first, second), floor,
-                              homogeneity(first / effects[0], second / effects[1])))
+                              homogeneity(first / d_ref, second / d_oth)))
         else:
             result = stats.ks_2samp(a, b, method="auto")
-            p = ks_pvalue(result.statistic, len(a) / effects[0], len(b) / effects[1]) if clustered else result.pvalue
+            clustered = d_ref > 1.0 or d_oth > 1.0
+            p = ks_pvalue(result.statistic, len(a) / d_ref, len(b) / d_oth) if clustered else result.pvalue
             tests.append(Test("drift", split, name, "ks", len(other), float(result.statistic), floor, float(p)))
     return tests
 

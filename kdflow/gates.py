@@ -38,16 +38,20 @@ class MinAccuracy:
 @dataclass(frozen=True)
 class BeatsControl:
     """Distillation paid off: the student gains at least `min_gain` accuracy over the control
-    (the same student trained without the teacher), mean over the seeds. Like the champion
-    gates, it fails only on evidence: when the whole 95 % bootstrap interval of the gain is
-    below `min_gain`, so a tie within noise on a small test split is not refused."""
+    (the same student trained without the teacher), mean over the seeds.
+
+    With a `min_gain` of 0 or less (distillation must not cost more than that) it fails, like
+    the champion gates, only on evidence: when the whole 95 % bootstrap interval of the gain is
+    below `min_gain`, so a tie within noise on a small test split is not refused. A positive
+    `min_gain` is a gain to show: the mean must reach it. The interval resamples the test
+    samples; it does not see how much another training seed would move either model."""
 
     min_gain: float
     name: str = "min_gain_over_control"
 
     def __call__(self, metrics: dict) -> Verdict:
         seeds = metrics.get("seeds") or {}
-        if "student_minus_control_ci_high" in seeds:
+        if "student_minus_control_ci_high" in seeds and self.min_gain <= 0:
             gain, low, high = (seeds[f"student_minus_control_{k}"] for k in ("mean", "ci_low", "ci_high"))
             over = f" over {seeds['count']} seeds" if seeds.get("count", 1) > 1 else ""
             return Verdict(self.name, high >= self.min_gain,

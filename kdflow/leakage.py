@@ -12,7 +12,7 @@ from itertools import combinations
 import numpy as np
 
 from kdflow.data import Split, row_digests
-from kdflow.drift import Test
+from kdflow.drift import Test, design_effects
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,17 @@ def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
 
 
 def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str] | None = None,
-                 max_rows: int = 50_000, seed: int = 0, effect: float = 1.0) -> list[Test]:
-    """One test per feature: does it alone predict the label at least `max_accuracy` of the
+                 max_rows: int = 50_000, seed: int = 0, units: np.ndarray | None = None) -> list[Test]:
+    """One test per feature: does it alone predict every class at least `max_accuracy` of the
     time? A one-feature decision stump, its predictions out of fold (2 folds over train and
     validation together, at most `max_rows` of them; test is never read). The effect is their
-    balanced accuracy (on a 99 %-one-class table a constant guess is not a leak); the p-value
-    is the binomial chance of so few errors if the stump's accuracy were only `max_accuracy`,
-    so that a strong honest feature that happens to make no mistake on a few dozen rows is not
-    called a leak. `names` are the features' names (default x0, x1...); `effect` is the design
-    effect of train and validation together (`kdflow.drift.design_effect`): rows and errors
-    count for that much less."""
+    balanced accuracy (on a 99 %-one-class table a constant guess is not a leak). The p-value
+    is, for the class the stump gets least right, the binomial chance of so few errors if its
+    recall were only `max_accuracy` (a leak must be credible for every class), so that a strong
+    honest feature that happens to make no mistake on a few dozen rows is not called a leak.
+    `names` are the features' names (default x0, x1...); `units` the set id of each row of
+    train then validation (see `kdflow.drift.design_effects`): rows and errors of a set that
+    was split together count for as much as they are independent."""
     from scipy.stats import binom
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold
@@ -131,29 +132,34 @@ def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str]
     y = np.concatenate([train.y, val.y])
     if len(y) > max_rows:
         rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
-        x, y = x[rows], y[rows]
-    if np.bincount(y).max(initial=0) == len(y) or np.unique(y, return_counts=True)[1].min() < 2:
+        x, y, units = x[rows], y[rows], None if units is None else units[rows]
+    classes, counts = np.unique(y, return_counts=True)
+    if classes.size < 2 or counts.min() < 2:
         return []  # a class with fewer than two rows cannot be split into two folds
     folds = list(StratifiedKFold(2, shuffle=True, random_state=seed).split(x, y))
     # One split point per class boundary: a depth of log2(classes) is the stump of a
     # multi-class problem on one feature.
-    depth = max(1, int(np.ceil(np.log2(max(2, len(np.unique(y)))))))
+    depth = max(1, int(np.ceil(np.log2(classes.size))))
     tests = []
     for j in range(x.shape[1]):
         predicted = np.empty_like(y)
         for fit_rows, held in folds:
             stump = DecisionTreeClassifier(max_depth=depth, random_state=seed).fit(x[fit_rows, j : j + 1], y[fit_rows])
             predicted[held] = stump.predict(x[held, j : j + 1])
-        errors, rows = int((predicted != y).sum()) / effect, max(1, round(len(y) / effect))
+        wrong = predicted != y
+        effect = float(design_effects(wrong[:, None], units)[0])
+        p_value = max(
+            float(binom.cdf(np.floor(wrong[y == c].sum() / effect), max(1, round(n / effect)), 1 - max_accuracy))
+            for c, n in zip(classes, counts)
+        )
         tests.append(Test("target leak", "train+val", names[j] if names else f"x{j}", "binomial", len(y),
-                          float(balanced_accuracy_score(y, predicted)), max_accuracy,
-                          float(binom.cdf(np.floor(errors), rows, 1 - max_accuracy))))
+                          float(balanced_accuracy_score(y, predicted)), max_accuracy, p_value))
     return tests
 
 
 def rows_to_judge_leaks(max_accuracy: float, alpha: float, family: int) -> int:
-    """Out-of-fold rows a feature needs, with no error at all, to be told apart from one only
-    `max_accuracy` accurate after the correction over `family` tests."""
+    """Out-of-fold rows of each class a feature needs, with no error at all, to be told apart
+    from one only `max_accuracy` accurate after the correction over `family` tests."""
     return int(np.ceil(np.log(alpha / max(family, 1)) / np.log(max_accuracy)))
 
 

@@ -178,8 +178,7 @@ def fit(
                 loss_fn.load_state_dict(saved["loss"])
             torch.set_rng_state(saved["rng"])
             history, best_state = saved["history"], saved["best_state"]
-            best_epoch, best_acc, stale = saved["best_epoch"], saved["best_acc"], saved["stale"]
-            best_score = saved.get("best_score", best_acc)
+            best_epoch, best_acc, best_score, stale = saved["best_epoch"], saved["best_acc"], saved["best_score"], saved["stale"]
             start_epoch = saved["epoch"] + 1
             console.print(f"{label}: resuming after epoch {saved['epoch']} from {state_path}")
         else:

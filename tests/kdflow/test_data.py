@@ -104,3 +104,13 @@ def test_declared_groups_linked_by_identical_rows_become_one_group():
     merged = merge_groups(groups, content_ids(x))
     assert merged[0] == merged[1] == merged[2] == merged[4] == merged[5]  # a-b by row 1, a-d by 0.0
     assert merged[3] != merged[0]
+
+
+def test_a_class_that_is_one_set_of_identical_rows_stays_in_train_and_a_big_set_is_not_taken_for_a_small_share():
+    from kdflow.data import holdout_indices
+
+    units = np.array([0] * 30 + [1] * 50 + [2] + [3] * 9)  # class 1: one set; class 0: sets of 50, 1, 9
+    y = np.array([1] * 30 + [0] * 60)
+    keep, held = holdout_indices(y, 0.2, 0, same=units)
+    assert set(units[held]) & {0} == set() and 1 not in units[held]  # the lone set of class 1 stays
+    assert sorted(set(units[held])) in ([2, 3], [3])  # 10 or 9 of class 0's 60 rows, not the set of 50

@@ -39,6 +39,10 @@ def test_the_gain_over_the_control_fails_only_when_its_whole_interval_is_short()
     tie = judged(-0.012, -0.05, 0.03)  # a small table: worse by a point, within noise
     assert tie.passed and "over 3 seeds -0.0120 (95% CI -0.0500 to +0.0300) vs required +0.0000" in tie.detail
     assert not judged(-0.04, -0.06, -0.02).passed  # really worse
+    m = metrics(0.9, 0.9) | {"seeds": {"count": 3, "student_minus_control_mean": 0.01,
+                                       "student_minus_control_ci_low": -0.02, "student_minus_control_ci_high": 0.06}}
+    shown = check(m, GatesConfig(min_student_accuracy=0.0, min_gain_over_control=0.05))[1]
+    assert not shown.passed  # a gain to show: the mean must reach it, an interval that might is not enough
 
 
 def full_metrics(**student):
