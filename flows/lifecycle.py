@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from flows import summary
+from kdflow.config import load_params
 from tasks import layout
 
 STAGES = ("prepare", "contract", "validate", "teacher", "distill", "champion", "evaluate", "register")
@@ -92,9 +93,10 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
     root = str(Path(root).resolve())
     logger = get_run_logger()
     _quiet_stops_on_the_terminal()
+    timeout = load_params(Path(root) / "params.yaml").launch.stage_timeout_minutes * 60
     ran: dict[str, bool] = {}
     for stage in STAGES:
-        step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2)
+        step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2, timeout_seconds=timeout)
         (Path(root) / layout.FAILED_STAGE).unlink(missing_ok=True)
         state = step(stage, root, return_state=True)
         if not state.is_completed():

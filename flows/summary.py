@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdflow.io import read_json
+from kdflow.text import markdown_code, markdown_inline, markdown_text
 from tasks import layout
 
 # Every model and deployable form evaluate may score, in the order people read them.
@@ -86,15 +87,15 @@ def data_lines(validation: dict | None) -> list[str]:
     if drift:
         name, worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"]))
         effect = "KS statistic" if worst["method"] == "ks" else "total variation distance"
-        lines.append(f"The most surprising difference from train: {name}.{worst['worst_feature']}, {effect} {worst['statistic']} "
+        lines.append(f"The most surprising difference from train: {name}.{markdown_text(worst['worst_feature'])}, {effect} {worst['statistic']} "
                      f"(p = {worst['p_adjusted']} after correction; alpha {validation.get('alpha')}).")
-    lines += [f"- warning: {w}" for w in validation.get("warnings") or []]
+    lines += [f"- warning: {markdown_text(w)}" for w in validation.get("warnings") or []]
     return [*lines, ""]
 
 
 def champion_note(vs: dict | None) -> str:
     if not vs or "axes" not in vs:
-        return f"No comparison with a champion: {vs['reason'] if vs else 'none was made'}."
+        return f"No comparison with a champion: {markdown_text(vs['reason']) if vs else 'none was made'}."
     worse = [axis for axis, e in vs["axes"].items() if e["significant"] == "worse"]
     better = [axis for axis, e in vs["axes"].items() if e["significant"] == "better"]
     return (
@@ -122,9 +123,9 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         f"Distillation gain over the control: **{comparison['student_minus_control_accuracy']:+.4f}** accuracy"
         + seed_note(report["metrics"].get("seeds")),
         "",
-        f"## Registry: `{reg['model_name']}` version {reg['version']}",
+        f"## Registry: {markdown_inline(reg['model_name'])} version {reg['version']}",
         "",
-        *(f"- gate `{name}`: {verdict}" for name, verdict in reg["gates"].items()),
+        *(f"- gate `{name}`: {markdown_text(verdict)}" for name, verdict in reg["gates"].items()),
         "",
         f"Champion: version {reg['champion']}" + (" (promoted by this run)" if reg["promoted"] else ""),
         "",
@@ -149,13 +150,13 @@ def failure_markdown(failed: str, ran: dict[str, bool], validation: dict | None 
         registry = "No later stage ran, and the registry was not changed."
     text = f"# kdflow lifecycle: FAILED\n\nStage **{failed}** failed. {registry}\n\nStages before it: {done}\n"
     if message and not (failed == "validate" and validation and not validation.get("passed")):
-        text += f"\n## Why\n\n```\n{message}\n```\n"
+        text += f"\n## Why\n\n{markdown_code(message)}\n"
     if failed == "validate" and validation and not validation.get("passed"):
         problems = validation.get("problems") or []
         text += (
             f"\n## Data\n\n**Failed** with {len(problems)} problem(s):\n\n"
-            + "".join(f"- {p}\n" for p in problems[:SHOWN_PROBLEMS])
+            + "".join(f"- {markdown_text(p)}\n" for p in problems[:SHOWN_PROBLEMS])
             + (f"- ... and {len(problems) - SHOWN_PROBLEMS} more\n" if len(problems) > SHOWN_PROBLEMS else "")
-            + f"\nGreat Expectations Data Docs: `{validation.get('data_docs')}`\n"
+            + f"\nGreat Expectations Data Docs: {markdown_inline(str(validation.get('data_docs')))}\n"
         )
     return text

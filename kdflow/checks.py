@@ -229,7 +229,13 @@ def _leakage(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list
     if any(s.groups is not None for s in splits.values()):
         verdict.checks.append("groups")
         verdict.problems += [f"{line} (a declared group must stay in one split)" for line in group_leaks(splits, limit)]
-    if values_ok and cfg.near_duplicate_distance is not None:
+    work = len(splits["train"]) * sum(len(s) for n, s in splits.items() if n != "train") * int(np.prod(splits["train"].x.shape[1:]))
+    if values_ok and cfg.near_duplicate_distance is not None and work > cfg.near_duplicate_max_work:
+        verdict.warnings.append(
+            f"near duplicates not searched: train x other rows x features is {work:.2g}, above "
+            f"validate.near_duplicate_max_work = {cfg.near_duplicate_max_work:.2g} (the search is exact and quadratic); "
+            "exact duplicates were checked")
+    elif values_ok and cfg.near_duplicate_distance is not None:
         verdict.checks.append("near duplicates")
         verdict.problems += [
             f"{leak.describe()} (validate.near_duplicate_distance = {cfg.near_duplicate_distance})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from kdflow.config import load_params
 from kdflow.errors import KdflowError
+from kdflow.text import redact, safe
 from kdflow.settings import ProjectNotFound, configure, find_root
 
 app = typer.Typer(help="Knowledge distillation as one reproducible lifecycle.", no_args_is_help=True)
@@ -33,8 +35,27 @@ def _project() -> Path:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {safe(redact(message))}", highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _registry_errors():
+    """A registry that refuses or cannot be reached is an error message, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except KdflowError as error:
+        _fail(str(error))
+    except MlflowException as error:
+        _fail(f"the registry at {redact(os.environ.get('MLFLOW_TRACKING_URI', ''))} refused: {error.message}")
+
+
+def _version(value: int) -> int:
+    if value < 1:
+        _fail(f"version must be a positive integer, got {value}")
+    return value
 
 
 def _registry(root: Path):
@@ -69,37 +90,59 @@ def promote(
     reason: str = typer.Option("manual promotion", help="Recorded on the version."),
     force: bool = typer.Option(False, help="Promote even if the version failed a gate."),
 ) -> None:
-    """Make VERSION the champion (who/when/why recorded as version tags)."""
+    """Make VERSION the champion, after checking its artifacts are the ones registered (recorded
+    in the audit trail: who, when, why, forced or not, and its gate verdicts)."""
     registry = _registry(_project())
-    try:
-        target = registry.version(version)
+    with _registry_errors():
+        target = registry.version(_version(version))
         if target.tags.get("kdflow.gates_passed") != "true" and not force:
-            _fail(f"version {version} did not pass its gates; use --force to promote it anyway")
-        registry.promote(version, reason=reason + (" (forced)" if force else ""))
-    except KdflowError as error:
-        _fail(str(error))
-    console.print(f"version {version} of {registry.name!r} is now [bold]champion[/]")
+            _fail(f"version {version} did not pass its gates; use --force to promote it anyway (recorded as forced)")
+        registry.promote(version, reason=reason, forced=force, verify=True)
+    console.print(f"version {version} of {safe(registry.name)!r} is now [bold]champion[/]")
 
 
 @app.command()
 def rollback(reason: str = typer.Option("manual rollback", help="Recorded on both versions.")) -> None:
     """Move champion back to the previous champion."""
     registry = _registry(_project())
-    try:
+    with _registry_errors():
         demoted, restored = registry.rollback(reason)
-    except KdflowError as error:
-        _fail(str(error))
     console.print(f"champion rolled back: version {demoted.version} -> version {restored.version}")
 
 
 @app.command()
-def status() -> None:
+def verify(version: int) -> None:
+    """Check that VERSION's served model and kdflow checkpoint are the bytes registered."""
+    registry = _registry(_project())
+    with _registry_errors():
+        registry.verify(registry.version(_version(version)))
+    console.print(f"version {version}: served model and checkpoint match the digests recorded at registration")
+
+
+@app.command()
+def status(history: bool = typer.Option(False, "--history", help="Show every move of champion instead, oldest first.")) -> None:
     """Registered versions, their aliases and key metrics."""
     registry = _registry(_project())
-    table = Table(title=f"{registry.name}  ({os.environ['MLFLOW_TRACKING_URI']})")
+    where = redact(os.environ["MLFLOW_TRACKING_URI"])
+    if history:
+        with _registry_errors():
+            trail = registry.trail()
+        table = Table(title=safe(f"{registry.name}: moves of champion  ({where})"))
+        for column in ("#", "when", "action", "champion", "by", "reason", "gates"):
+            table.add_column(column)
+        for e in trail:
+            failed = [g for g, v in e.verdicts.items() if v != "pass"]
+            gates = ("FAIL: " + ", ".join(failed) if failed else "pass") if e.verdicts else ""
+            table.add_row(str(e.seq), e.at, e.action + (" (forced)" if e.forced else ""),
+                          f"{e.previous or '-'} -> {e.version or '-'}", safe(e.actor), safe(e.reason), safe(gates))
+        console.print(table)
+        return
+    table = Table(title=safe(f"{registry.name}  ({where})"))
     for column in ("version", "aliases", "created", "student acc", "gates", "git commit"):
         table.add_column(column)
-    for row in registry.rows():
+    with _registry_errors():
+        rows = registry.rows()
+    for row in rows:
         accuracy = row.tags.get("kdflow.student_accuracy")
         table.add_row(
             str(row.version),
@@ -107,7 +150,7 @@ def status() -> None:
             row.created,
             f"{float(accuracy):.4f}" if accuracy else "",
             {"true": "pass", "false": "FAIL"}.get(row.tags.get("kdflow.gates_passed", ""), ""),
-            row.tags.get("lineage.git_commit", "")[:10],
+            safe(row.tags.get("lineage.git_commit", "")[:10]),
         )
     console.print(table)
 

@@ -24,7 +24,16 @@ class ConfigError(KdflowError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys and non-finite numbers (.inf, .nan in YAML) are refused by name.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _inside(path: str, folder: str) -> bool:
+    """`path` names something under `folder`, relative, with no `..` to climb out of it."""
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and ".." not in parts and path.startswith(folder)
 
 
 class TableConfig(_Strict):
@@ -52,6 +61,9 @@ class ImageConfig(_Strict):
     size: tuple[PositiveInt, PositiveInt] | None = None  # (height, width); None: all must match
     mode: Literal["L", "RGB"] = "L"  # grayscale or colour
     background: Annotated[int, Field(ge=0, le=255)] = 255  # grey level under transparent pixels
+    # Pixels one image may declare (read from its header before decoding): a decompression
+    # bomb is refused by name, not decoded. Pillow's own warning level.
+    max_pixels: PositiveInt = 89_478_485
 
 
 RAW = "data/raw/"  # the user's own files live here (a DVC dependency of prepare)
@@ -66,6 +78,10 @@ class PrepareConfig(_Strict):
     seed: int = 42
     table: TableConfig = TableConfig()
     images: ImageConfig = ImageConfig()
+    # The most memory the loaded features may take, as float32, in GiB: checked from file
+    # sizes and headers (NPZ array shapes, Parquet row counts, image counts and sizes) before
+    # anything is decoded, so a small file that expands to gigabytes is refused by name.
+    max_gib: Annotated[float, Field(gt=0)] = 8.0
 
     @model_validator(mode="after")
     def _path(self) -> PrepareConfig:
@@ -74,7 +90,7 @@ class PrepareConfig(_Strict):
             raise ValueError(f"dataset {self.dataset!r} needs a path under {RAW}")
         if not needs_path and self.path:
             raise ValueError(f"dataset {self.dataset!r} is bundled: it takes no path")
-        if self.path and not self.path.startswith(RAW):
+        if self.path and not _inside(self.path, RAW):
             raise ValueError(f"path must lie under {RAW} (tracked by DVC as prepare's input), got {self.path!r}")
         return self
 
@@ -119,6 +135,11 @@ class ValidateConfig(_Strict):
     # Near duplicates across splits: RMS difference per feature, in standard deviations of
     # train, at or below which two samples count as the same; null turns the check off.
     near_duplicate_distance: Annotated[float, Field(ge=0)] | None = 0.001
+    # The near-duplicate search is exact and quadratic: rows of train x rows of the other
+    # splits x features. Above this it is not run, with a warning naming the setting (exact
+    # duplicates are still checked). 100,000 x 100,000 x 40 = 4e11 took 15 s on 2 cores
+    # (bench/validate_scale.py); the default allows about a minute.
+    near_duplicate_max_work: Annotated[float, Field(gt=0)] = 1.6e12
     # Target leakage: a single feature whose one-feature tree is credibly (at `alpha`) at least
     # this accurate; null turns the check off.
     target_leak_accuracy: Annotated[float, Field(gt=0, lt=1)] | None = 0.99
@@ -221,7 +242,7 @@ class TeacherConfig(_Strict):
             raise ValueError(f"source {self.source!r} needs a path under teacher_import/")
         if self.source != "train" and self.model.standardize:
             raise ValueError("model.standardize is for a teacher trained here: an imported one brings its own input handling")
-        if self.path and not self.path.startswith("teacher_import/"):
+        if self.path and not _inside(self.path, "teacher_import/"):
             raise ValueError("path must lie under teacher_import/ (tracked as a DVC dependency)")
         return self
 
@@ -299,6 +320,9 @@ class LaunchConfig(_Strict):
     """How dvc.yaml starts the training stages: `python`, or `torchrun ...` for DDP."""
 
     command: str = Field(default="python", min_length=1)
+    # The most one stage may run in the lifecycle flow before the flow fails it (Prefect task
+    # timeout); a stage stuck on a dead process or service is an error, not a wait forever.
+    stage_timeout_minutes: Annotated[float, Field(gt=0)] = 720.0
 
 
 class LatencyConfig(_Strict):
@@ -369,7 +393,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _latency_gates_are_measured(self) -> Params:

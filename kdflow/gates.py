@@ -117,8 +117,11 @@ class MinRelativeRobustness:
 class NoRegression:
     """No silent regression on one axis: the student may be worse than the champion it is
     judged against by at most `max_drop`, and it fails only when the whole bootstrap interval of
-    the difference says it is worse by more. Without a comparable champion there is nothing to
-    regress from, and the gate passes saying why."""
+    the difference says it is worse by more. Without a champion, or with one for other data
+    (other inputs or classes), there is nothing to regress from, and the gate passes saying why.
+    A champion that exists but could not be judged against (`unjudged`: its artifacts could not
+    be fetched intact, or its checkpoint was refused) fails the gate: no promotion on a
+    comparison that was never made."""
 
     axis: str
     max_drop: float
@@ -129,6 +132,9 @@ class NoRegression:
 
     def __call__(self, metrics: dict) -> Verdict:
         reference = metrics.get("vs_champion") or {"version": None, "reason": "no comparison was made"}
+        if reference.get("unjudged"):
+            return Verdict(self.name, False, f"{reference['reason']}; not promoted on a comparison never made "
+                           "(fix the registry and run again, or promote by hand with `kdflow promote --force`)")
         if "axes" not in reference:  # nothing to regress from: no champion, or not comparable
             prefix = "" if reference["version"] is not None else "no champion to compare with: "
             return Verdict(self.name, True, f"{prefix}{reference['reason']}")

@@ -1,6 +1,9 @@
-"""Crash-safe file output: write to a temporary sibling, then rename over the final name.
+"""Crash-safe file output: write to a temporary sibling, sync it, rename it over the final name,
+sync the folder.
 
-A reader (or DVC) never sees a half-written file under a final name.
+A reader (or DVC) never sees a half-written file under a final name, even after a power cut.
+Temporary siblings are named `.<name>.<random>.tmp`; `.dvcignore` keeps any that a killed
+process left out of DVC's outputs.
 """
 
 from __future__ import annotations
@@ -31,10 +34,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual file mode
     try:
         yield Path(tmp)
+        _sync(Path(tmp))  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        _sync(path.parent)  # and the rename itself survives a power cut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _sync(path: Path) -> None:
+    if path.is_dir():
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    elif path.is_file():
+        flags = os.O_RDONLY
+    else:
+        return  # the writer made a folder or nothing: nothing to sync here
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and Windows folders) cannot sync a directory
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(data: Any, path: str | Path) -> None:

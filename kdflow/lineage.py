@@ -21,6 +21,21 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Written by MLflow into a model it downloads through a `models:/` URI (download bookkeeping,
+# not part of the stored model), so it is left out of the model's digest.
+DOWNLOAD_NOTES = frozenset({"registered_model_meta"})
+
+
+def folder_digest(root: str | Path) -> str:
+    """One hash over every file under a folder (relative path and MD5 of each): the identity
+    of an MLflow model as serving downloads it."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in DOWNLOAD_NOTES):
+        digest.update(f"{path.relative_to(root).as_posix()}={file_md5(path)}\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def git_state(root: Path) -> dict[str, str]:
     """The commit checked out in `root` and whether the work tree differs from it."""
 

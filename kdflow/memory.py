@@ -18,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 CLEAR_REFS = Path("/proc/self/clear_refs")
+PROBE_SECONDS = 300.0  # one model loaded and run twice: seconds; a probe past this is stuck
 
 
 def supported() -> bool:
@@ -29,7 +30,8 @@ def _status_kib(field: str) -> int:
     return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1))
 
 
-def _probe(kind: str, path: str, sample_shape: list[int], batch_size: int, threads: int) -> float:
+def _probe(kind: str, path: str, sample_shape: list[int], batch_size: int, threads: int,
+           trusted: frozenset[str] = frozenset(), torchscript: bool = False) -> float:
     """In the child: MiB added to the peak resident set by loading `path` and running a batch."""
     import torch
 
@@ -44,7 +46,7 @@ def _probe(kind: str, path: str, sample_shape: list[int], batch_size: int, threa
     else:
         from kdflow.models import load_model
 
-        model = load_model(path)
+        model = load_model(path, trusted, torchscript)
     with torch.inference_mode():
         for _ in range(2):
             model(x)
@@ -79,11 +81,13 @@ class PeakMemory:
 
             forkserver.ensure_running()
 
-    def submit(self, kind: str, path: str | Path) -> Future | None:
-        """`kind` is "torch" (a kdflow checkpoint or TorchScript) or "onnx"."""
+    def submit(self, kind: str, path: str | Path, trusted: frozenset[str] = frozenset(), torchscript: bool = False) -> Future | None:
+        """`kind` is "torch" (a kdflow checkpoint, or TorchScript when `torchscript`) or "onnx";
+        `trusted` as for `kdflow.models.load_checkpoint`."""
         if self.pool is None:
             return None
-        return self.pool.submit(_probe, kind, str(path), self.sample_shape, self.batch_size, self.threads)
+        return self.pool.submit(_probe, kind, str(path), self.sample_shape, self.batch_size, self.threads,
+                                frozenset(trusted), torchscript)
 
     @staticmethod
     def result(future: Future | None) -> float | None:
@@ -92,8 +96,8 @@ class PeakMemory:
         if future is None:
             return None
         try:
-            return round(future.result(), 3)
-        except Exception:  # noqa: BLE001 - e.g. a sandbox that refuses /proc/self/clear_refs
+            return round(future.result(timeout=PROBE_SECONDS), 3)
+        except Exception:  # noqa: BLE001 - a stuck probe (TimeoutError), or a sandbox that refuses /proc/self/clear_refs
             return None
 
     def __enter__(self) -> PeakMemory:
@@ -101,4 +105,6 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
+            for process in list(getattr(self.pool, "_processes", {}).values()):  # a stuck probe must not hold us
+                process.kill()
             self.pool.shutdown(wait=True, cancel_futures=True)

@@ -3,7 +3,9 @@
 Every model is built as ``factory(input_shape, num_classes, **kwargs)``; ``input_shape`` is one
 sample's shape (``[length]`` for signals and tables, ``[channels, height, width]`` for images).
 Checkpoints store the spec next to the state dict, so a model is rebuilt from its checkpoint
-alone and loaded with ``weights_only=True`` (no pickled code is ever executed).
+alone and loaded with ``weights_only=True`` (no pickled code is ever executed). A checkpoint
+never decides what code runs: the model it names must be in the zoo or be a factory that the
+local, reviewed `params.yaml` names (``trusted``); anything else is refused before any import.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,18 @@ import torch
 from torch import nn
 
 from kdflow.config import ModelSpec
+from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
+
+# Bounds on what a checkpoint may ask to be built: far above any model kdflow trains, far below
+# what would exhaust the machine before the state dict is even compared.
+MAX_INPUT_VALUES = 1 << 24
+MAX_CLASSES = 1 << 16
+
+
+class UntrustedCheckpoint(KdflowError):
+    """A checkpoint that is not one kdflow would rebuild: it names code outside the zoo and
+    params.yaml, is not a kdflow checkpoint at all (e.g. TorchScript), or is malformed."""
 
 
 class MLP(nn.Module):
@@ -220,13 +233,49 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def _checked(payload: Any, path: str | Path, trusted: Collection[str]) -> tuple[ModelSpec, list[int], int]:
+    """The spec, input shape and class count of a checkpoint, refused unless every one is
+    something kdflow would build from its own zoo or from params.yaml's factories."""
+    keys = {"spec", "input_shape", "num_classes", "state_dict"}
+    if not isinstance(payload, dict) or not keys <= payload.keys():
+        raise UntrustedCheckpoint(f"{path}: not a kdflow checkpoint (it needs {sorted(keys)})")
+    try:
+        spec = ModelSpec.model_validate(payload["spec"])
+    except ValueError as error:
+        raise UntrustedCheckpoint(f"{path}: its model spec is not valid: {error}") from None
+    if spec.name not in ZOO and spec.name not in trusted:
+        named = ", ".join(sorted(trusted)) or "none"
+        raise UntrustedCheckpoint(
+            f"{path}: its spec names model {spec.name!r}, which is neither in kdflow's zoo ({', '.join(ZOO)}) "
+            f"nor a factory named in params.yaml ({named}); a checkpoint never decides what code runs"
+        )
+    shape, classes = payload["input_shape"], payload["num_classes"]
+    if (not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape)
+            or math.prod(shape) > MAX_INPUT_VALUES):
+        raise UntrustedCheckpoint(f"{path}: input_shape must be a list of positive integers (at most {MAX_INPUT_VALUES} values), got {shape!r:.80}")
+    if type(classes) is not int or not 2 <= classes <= MAX_CLASSES:
+        raise UntrustedCheckpoint(f"{path}: num_classes must be an integer from 2 to {MAX_CLASSES}, got {classes!r:.80}")
+    if not isinstance(payload["state_dict"], dict):
+        raise UntrustedCheckpoint(f"{path}: its state_dict is not a mapping of tensors")
+    return spec, shape, classes
+
+
+def load_checkpoint(path: str | Path, trusted: Collection[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model from its checkpoint in eval mode; return it with the checkpoint's meta
-    (plus its spec, input shape and number of classes)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    spec = ModelSpec.model_validate(payload["spec"])
-    model = build_model(spec, payload["input_shape"], payload["num_classes"])
-    model.load_state_dict(payload["state_dict"])
+    (plus its spec, input shape and number of classes). `trusted`: the ``package.module:factory``
+    names params.yaml gives (`trusted_factories`); a zoo model needs none."""
+    if is_torchscript(path):
+        raise UntrustedCheckpoint(f"{path}: a TorchScript archive carries its own code; kdflow loads one only as a teacher params.yaml imports")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable or unpicklable file is refused the same way
+        raise UntrustedCheckpoint(f"{path}: cannot read it as a kdflow checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+    spec, shape, classes = _checked(payload, path, trusted)
+    model = build_model(spec, shape, classes)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise UntrustedCheckpoint(f"{path}: its weights do not fit model {spec.name!r}: {str(error)[:300]}") from None
     shape = {"input_shape": payload["input_shape"], "num_classes": payload["num_classes"]}
     return model.eval(), {**payload["meta"], "spec": payload["spec"], **shape}
 
@@ -250,11 +299,18 @@ def is_torchscript(path: str | Path) -> bool:
         return False
 
 
-def load_model(path: str | Path) -> nn.Module:
-    """A kdflow checkpoint or a TorchScript file, in eval mode on the CPU."""
-    if is_torchscript(path):
+def trusted_factories(*specs: ModelSpec) -> frozenset[str]:
+    """The user factories (``package.module:factory``) among the specs of params.yaml: the only
+    code besides the zoo that a checkpoint may name."""
+    return frozenset(spec.name for spec in specs if spec.name not in ZOO)
+
+
+def load_model(path: str | Path, trusted: Collection[str] = (), torchscript: bool = False) -> nn.Module:
+    """A kdflow checkpoint, or a TorchScript file when `torchscript` (a teacher params.yaml
+    imports as one), in eval mode on the CPU."""
+    if torchscript and is_torchscript(path):
         return _load_torchscript(path)
-    return load_checkpoint(path)[0]
+    return load_checkpoint(path, trusted)[0]
 
 
 def import_teacher(

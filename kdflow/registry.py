@@ -1,8 +1,10 @@
 """The model registry (MLflow): versions, the `champion` and `challenger` aliases, audit trail.
 
-Aliases, never the deprecated stages. Serving reads ``models:/<name>@champion``. Every alias
-move is recorded as version tags (who, when, why), and the registered model keeps the ordered
-history of champions, which is what `rollback` walks back.
+Aliases, never the deprecated stages. Serving reads ``models:/<name>@champion``. Every move of
+`champion` is an entry of the append-only audit trail (`kdflow.audit`), written before the
+alias moves, and is also summarised on the version's tags (the latest move: who, when, why).
+`rollback` walks back the champions the trail lists. Every write holds the registry lock
+(`kdflow.locks`), so two processes never interleave their writes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +25,11 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from kdflow import audit
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
-from kdflow.lineage import file_md5
+from kdflow.lineage import file_md5, folder_digest
+from kdflow.locks import registry_lock
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "kdflow.champion_history"
@@ -35,6 +41,8 @@ JUDGED_AGAINST_TAG = "kdflow.judged_against"
 # can load a past version with kdflow's own loader and score it on today's test data.
 CHECKPOINT_ARTIFACT = "checkpoint/student.pt"
 STUDENT_MD5_TAG = "lineage.student"
+# The digest of the MLflow model serving loads (`models:/<name>@champion`), every file of it.
+SERVED_MODEL_TAG = "lineage.served_model"
 
 
 class RegistryError(KdflowError):
@@ -72,6 +80,26 @@ class Registry:
     def __init__(self, model_name: str, tracking_uri: str | None = None):
         self.name = model_name
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._held = 0  # depth of `writing()` in this process (the lock is reentrant here)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the registry lock for a read-decide-write sequence; then, before any write,
+        make the trail and the alias agree (`reconcile`)."""
+        if self._held:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+            return
+        with registry_lock(self.client.tracking_uri):
+            self._held = 1
+            try:
+                self.reconcile()
+                yield
+            finally:
+                self._held = 0
 
     # -- reading ---------------------------------------------------------------------------
     def _model_exists(self) -> bool:
@@ -121,10 +149,9 @@ class Registry:
             judged = registered.tags[JUDGED_AGAINST_TAG]
             if not judged:
                 return None, f"these artifacts are version {registered.version}, judged when there was no champion"
-            try:
+            if self.exists(int(judged)):
                 return self.version(judged), f"these artifacts are version {registered.version}, judged against version {judged}"
-            except RegistryError:
-                return None, f"these artifacts are version {registered.version}, judged against version {judged}, which no longer exists"
+            # That version was deleted since: judge against today's champion rather than nothing.
         champion = self.alias(CHAMPION)
         if champion is None:
             return None, "the registry has no champion yet"
@@ -144,7 +171,12 @@ class Registry:
                     f"({CHECKPOINT_ARTIFACT} of run {run_id}): {error}"
                 ) from None
             expected = version.tags.get(STUDENT_MD5_TAG)
-            if expected and file_md5(local) != expected:
+            if not expected:
+                raise RegistryError(
+                    f"model {self.name!r} version {version.version}: no MD5 of its checkpoint is recorded "
+                    f"(tag {STUDENT_MD5_TAG}), so the file fetched cannot be trusted to be the one registered"
+                )
+            if file_md5(local) != expected:
                 raise RegistryError(
                     f"model {self.name!r} version {version.version}: its checkpoint's MD5 {file_md5(local)} "
                     f"differs from the one recorded at registration ({expected})"
@@ -153,12 +185,46 @@ class Registry:
                 shutil.copyfile(local, tmp)
         return destination
 
+    def trail(self) -> list[audit.Entry]:
+        """Every move of `champion`, oldest first (`kdflow status --history`)."""
+        if not self._model_exists():
+            return []
+        return audit.entries(self.client.get_registered_model(self.name).tags)
+
+    def verify(self, version: ModelVersion) -> None:
+        """Check that what serving would load, and kdflow's checkpoint, are the bytes recorded at
+        registration; raises RegistryError naming what differs or cannot be fetched."""
+        expected = version.tags.get(SERVED_MODEL_TAG)
+        if not expected:
+            raise RegistryError(f"model {self.name!r} version {version.version}: no digest of its served model is recorded "
+                                f"(tag {SERVED_MODEL_TAG}); it cannot be verified")
+        from mlflow.artifacts import download_artifacts
+
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                where = self.client.get_model_version_download_uri(self.name, str(version.version))
+                local = download_artifacts(artifact_uri=where, dst_path=scratch, tracking_uri=self.client.tracking_uri)
+            except (MlflowException, OSError) as error:
+                raise RegistryError(f"model {self.name!r} version {version.version}: cannot fetch its served model: {error}") from None
+            if (found := folder_digest(local)) != expected:
+                raise RegistryError(f"model {self.name!r} version {version.version}: its served model's digest {found} differs "
+                                    f"from the one recorded at registration ({expected})")
+            self.download_checkpoint(version, Path(scratch) / "checkpoint.pt")
+
     def history(self) -> list[int]:
-        """Versions that were champion, oldest first; the last one is the current champion."""
+        """Versions that were champion, oldest first, as the trail tells; the last one is the
+        champion the trail last moved to."""
         if not self._model_exists():
             return []
         tags = self.client.get_registered_model(self.name).tags
-        return json.loads(tags.get(HISTORY_TAG, "[]"))
+        return audit.champions(audit.entries(tags), json.loads(tags.get(HISTORY_TAG, "[]")))
+
+    def exists(self, version: int) -> bool:
+        try:
+            self.version(version)
+            return True
+        except RegistryError:
+            return False
 
     def rows(self) -> list[VersionRow]:
         # Search results do not carry aliases; the registered model does (alias -> version).
@@ -193,53 +259,99 @@ class Registry:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
         self.tag(version, {"kdflow.challenger_at": _now(), "kdflow.challenger_by": actor()})
 
-    def promote(self, version: int | str, reason: str) -> ModelVersion:
-        """Point `champion` at `version`; record who, when and why; remember the previous one."""
-        target = self.version(version)
-        current = self.alias(CHAMPION)
-        if current is not None and int(current.version) == int(target.version):
-            return target
-        # History first, then the alias: a crash in between leaves a history that still ends
-        # at a version rollback can find, never an alias the history does not know.
-        history = [v for v in self.history() if v != int(target.version)] + [int(target.version)]
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.client.set_registered_model_alias(self.name, CHAMPION, target.version)
-        self.tag(
-            target.version,
-            {
-                "kdflow.promoted_at": _now(),
-                "kdflow.promoted_by": actor(),
-                "kdflow.promotion_reason": reason,
-                "kdflow.previous_champion": str(current.version) if current else "",
-            },
-        )
-        return target
+    def _record(self, action: str, version: int | None, previous: int | None, reason: str, forced: bool = False,
+                who: str | None = None) -> audit.Entry:
+        """Append one entry to the trail (the lock is held)."""
+        trail = self.trail()
+        verdicts = {}
+        if version is not None:
+            tags = self.version(version).tags
+            verdicts = {k.removeprefix("gate."): v.split(":", 1)[0] for k, v in sorted(tags.items()) if k.startswith("gate.")}
+        entry = audit.Entry(seq=(trail[-1].seq + 1) if trail else 1, action=action, version=version, previous=previous,
+                            actor=who or actor(), at=_now(), reason=reason, forced=forced, verdicts=verdicts)
+        self.client.set_registered_model_tag(self.name, entry.tag, entry.encode())
+        return entry
+
+    def _apply(self, entry: audit.Entry) -> None:
+        """Make the alias and the version tags say what the entry says (idempotent)."""
+        if entry.version is None:
+            return
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(entry.version))
+        if entry.action == "promote":
+            tags = {"kdflow.promoted_at": entry.at, "kdflow.promoted_by": entry.actor,
+                    "kdflow.promotion_reason": entry.reason, "kdflow.previous_champion": str(entry.previous or "")}
+            self.tag(entry.version, tags | ({"kdflow.forced": "true"} if entry.forced else {}))
+        elif entry.action == "rollback":
+            if entry.previous is not None and self.exists(entry.previous):
+                self.tag(entry.previous, {"kdflow.rolled_back_at": entry.at, "kdflow.rolled_back_by": entry.actor,
+                                          "kdflow.rollback_reason": entry.reason})
+            self.tag(entry.version, {"kdflow.restored_at": entry.at, "kdflow.restored_by": entry.actor,
+                                     "kdflow.restore_reason": entry.reason})
+        self.tag(entry.version, {"kdflow.audit_seq": str(entry.seq)})
+
+    def reconcile(self) -> audit.Entry | None:
+        """Make the trail and `champion` agree, with the lock held: complete a move whose process
+        died after recording it (the alias is still at the entry's previous version, or its
+        version tags are missing), or record a move made outside kdflow (the MLflow UI, the API)
+        as an `external` entry by an unknown actor. Returns the entry it acted on, if any."""
+        if not self._model_exists():
+            return None
+        model = self.client.get_registered_model(self.name)
+        trail = audit.entries(model.tags)
+        alias = model.aliases.get(CHAMPION)
+        alias = int(alias) if alias is not None else None
+        last = trail[-1] if trail else None
+        expected = last.version if last else (audit.champions([], json.loads(model.tags.get(HISTORY_TAG, "[]"))) or [None])[-1]
+        applied = lambda v: v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)  # noqa: E731
+        if last is not None and alias == last.previous and alias != last.version and self.exists(last.version) \
+                and not applied(last.version):
+            self._apply(last)  # the move that was recorded but not made: its process died in between
+            return last
+        if alias == expected:
+            if last is not None and alias is not None and not applied(alias):
+                self._apply(last)  # the alias moved; the version tags did not follow
+                return last
+            return None
+        entry = self._record("external", alias, expected, "champion moved outside kdflow (e.g. in the MLflow UI); "
+                             "noticed by the next kdflow command", who="unknown")
+        if alias is not None:
+            self.tag(alias, {"kdflow.audit_seq": str(entry.seq)})
+        return entry
+
+    def promote(self, version: int | str, reason: str, forced: bool = False, verify: bool = False) -> ModelVersion:
+        """Point `champion` at `version`, recorded in the trail first (with who, when, why and the
+        version's gate verdicts). With `verify`, first check that its served model and checkpoint
+        are the bytes registered."""
+        audit.check_reason(reason)
+        with self.writing():
+            target = self.version(version)
+            if verify:
+                self.verify(target)
+            current = self.alias(CHAMPION)
+            if current is not None and int(current.version) == int(target.version):
+                return target
+            entry = self._record("promote", int(target.version), int(current.version) if current else None, reason, forced)
+            self._apply(entry)
+            return self.version(target.version)
 
     def rollback(self, reason: str) -> tuple[ModelVersion, ModelVersion]:
-        """Move `champion` back to the previous champion; returns (demoted, restored)."""
-        current = self.alias(CHAMPION)
-        if current is None:
-            raise RegistryError(f"model {self.name!r} has no champion to roll back")
-        history = self.history()
-        # Undo everything from the current champion on: normally just its own entry, more if a
-        # promotion died between writing the history and moving the alias.
-        if int(current.version) in history:
-            history = history[: history.index(int(current.version))]
-        if not history:
-            raise RegistryError(
-                f"model {self.name!r}: version {current.version} is the first champion; "
-                "there is no previous champion to roll back to"
-            )
-        previous = self.version(history[-1])
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
-        now, who = _now(), actor()
-        self.tag(
-            current.version,
-            {"kdflow.rolled_back_at": now, "kdflow.rolled_back_by": who, "kdflow.rollback_reason": reason},
-        )
-        self.tag(
-            previous.version,
-            {"kdflow.restored_at": now, "kdflow.restored_by": who, "kdflow.restore_reason": reason},
-        )
-        return current, previous
+        """Move `champion` back to the champion before it that still exists; returns (demoted,
+        restored). Versions deleted since are skipped."""
+        audit.check_reason(reason)
+        with self.writing():
+            current = self.alias(CHAMPION)
+            if current is None:
+                raise RegistryError(f"model {self.name!r} has no champion to roll back")
+            history = self.history()
+            if int(current.version) in history:
+                history = history[: history.index(int(current.version))]
+            earlier = [v for v in reversed(history) if self.exists(v)]
+            if not earlier:
+                raise RegistryError(
+                    f"model {self.name!r}: version {current.version} is the first champion that still exists; "
+                    "there is no previous champion to roll back to"
+                )
+            self.verify(self.version(earlier[0]))  # never restore bytes that are not the ones registered
+            entry = self._record("rollback", earlier[0], int(current.version), reason)
+            self._apply(entry)
+            return current, self.version(earlier[0])

@@ -30,6 +30,7 @@ from kdflow.errors import KdflowError
 SPLIT_NAMES = ("train", "val", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SHOWN = 5  # rows or files quoted per problem
+GIB = 1 << 30
 
 
 class DataError(KdflowError, ValueError):
@@ -145,8 +146,32 @@ def _groups(column: pd.Series, where: str) -> np.ndarray:
     return column.astype(str).to_numpy()
 
 
+def within_budget(cfg: PrepareConfig, path: Path, values: float, what: str) -> None:
+    """Refuse, before loading, data whose features would take more than prepare.max_gib."""
+    need = values * 4 / GIB  # float32
+    if need > cfg.max_gib:
+        raise DataError(f"{path}: {what} would take {need:.1f} GiB of memory as float32 features, above "
+                        f"prepare.max_gib = {cfg.max_gib:g}; nothing was loaded (raise the setting if the machine has the memory)")
+
+
+def _table_budget(cfg: PrepareConfig, path: Path) -> None:
+    if not path.is_file():
+        return  # read_table names it
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+        except Exception:  # noqa: BLE001 - unreadable: read_table says why
+            return
+        within_budget(cfg, path, meta.num_rows * meta.num_columns, f"{meta.num_rows:,} rows x {meta.num_columns} columns")
+    else:  # CSV: each value takes at least two characters (a digit and a separator)
+        within_budget(cfg, path, path.stat().st_size / 2, f"a {path.stat().st_size / GIB:.1f} GiB text file")
+
+
 def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
     path = root / cfg.path
+    _table_budget(cfg, path)
     frame = read_table(path)
     t = cfg.table
     declared = [t.label, *(c for c in (t.split_column, t.group_column) if c), *(t.features or []), *t.categorical]
@@ -203,6 +228,9 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
     path = root / cfg.path
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    shapes = npz_shapes(path)
+    within_budget(cfg, path, sum(float(np.prod(s)) for s in shapes.values()),
+                  "its arrays (" + ", ".join(f"{k} {list(s)}" for k, s in shapes.items()) + ")")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -246,6 +274,36 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
                   shared_scale=images)
 
 
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array of an NPZ archive, read from the .npy headers without loading
+    any data; a file that is not a zip of .npy arrays, or holds anything else, is refused by name."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz archive (a zip of .npy arrays, as np.savez writes it); a single .npy "
+                        "array renamed? save it with np.savez(path, x=..., y=...)")
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename
+                if not name.endswith(".npy"):
+                    raise DataError(f"{path}: member {name!r} is not a .npy array")
+                with archive.open(info) as member:
+                    try:
+                        version = np.lib.format.read_magic(member)
+                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                        shape, _, dtype = read(member)
+                    except (ValueError, OSError) as error:
+                        raise DataError(f"{path}: array {name.removesuffix('.npy')!r} is not a valid .npy array ({error})") from None
+                if dtype.hasobject:
+                    raise DataError(f"{path}: array {name.removesuffix('.npy')!r} holds Python objects; kdflow reads numbers only (no pickles)")
+                shapes[name.removesuffix(".npy")] = shape
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{path}: a damaged .npz archive ({error})") from None
+    return shapes
+
+
 CHANNELS = (1, 3, 4)  # greyscale, RGB, RGBA
 
 
@@ -260,7 +318,7 @@ def _channels_first(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int) -> np.ndarray:
+def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int, max_pixels: int) -> np.ndarray:
     """One image as float32 in [0, 1], ``[height, width]`` or ``[height, width, 3]``.
 
     16-bit greyscale is scaled by 65535 (Pillow's plain conversion to 8 bits would clip every
@@ -270,6 +328,10 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
     from PIL import Image
 
     with Image.open(file) as image:
+        width, height = image.size  # from the header: nothing decoded yet
+        if width * height > max_pixels:
+            raise DataError(f"{file}: {width} x {height} pixels, above prepare.images.max_pixels = {max_pixels:,} "
+                            "(a decompression bomb, or an image to shrink before use)")
         if image.mode.startswith("I"):  # I;16, I;16B... (16-bit PNG), I
             deep = image.convert("I").convert("F")
             if size is not None:
@@ -296,15 +358,32 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     if not classes:
         raise DataError(f"{folder}: no class folders inside")
     size = tuple(cfg.images.size) if cfg.images.size else None
-    pixels, labels, origin, first = [], [], [], None
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    listed = {name: sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for name in classes}
+    for name, files in listed.items():
         if not files:
             raise DataError(f"{folder / name}: no PNG or JPEG files")
-        for file in files:
+    count = sum(map(len, listed.values()))
+    channels = 3 if cfg.images.mode == "RGB" else 1
+    if size is not None:
+        within_budget(cfg, folder, count * size[0] * size[1] * channels, f"{count:,} images of {size[0]} x {size[1]}")
+    else:  # every image must have the first one's size: its header tells the total
+        from PIL import Image
+
+        first_file = next(iter(listed.values()))[0]
+        try:
+            with Image.open(first_file) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise DataError(f"{first_file}: cannot be decoded as an image ({error})") from None
+        within_budget(cfg, folder, count * width * height * channels, f"{count:,} images of {height} x {width}")
+    from PIL import Image
+
+    pixels, labels, origin, first = [], [], [], None
+    for label, name in enumerate(classes):
+        for file in listed[name]:
             try:
-                array = _decode(file, cfg.images.mode, size, cfg.images.background)
-            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                array = _decode(file, cfg.images.mode, size, cfg.images.background, cfg.images.max_pixels)
+            except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
                 raise DataError(f"{file}: cannot be decoded as an image ({error})") from None
             if first is None:
                 first = (file, array.shape)

@@ -96,6 +96,41 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def previous(state_path: Path) -> Path:
+    return state_path.with_name(state_path.stem + ".prev" + state_path.suffix)
+
+
+def write_state(state_path: Path, payload: dict) -> None:
+    """The new state, written and synced beside the old one, which is kept as `.prev` until
+    the new one is in place: a crash at any moment leaves at least one whole state."""
+    with atomic_path(state_path.with_name(state_path.name + ".new")) as tmp:
+        torch.save(payload, tmp)
+    if state_path.exists():
+        state_path.replace(previous(state_path))
+    state_path.with_name(state_path.name + ".new").replace(state_path)
+
+
+def discard_state(state_path: Path) -> None:
+    """Remove a training state and its siblings, once the stage's outputs are safe."""
+    for path in (state_path, state_path.with_name(state_path.name + ".new"), previous(state_path)):
+        path.unlink(missing_ok=True)
+
+
+def read_state(state_path: Path, label: str, console: Console) -> dict | None:
+    """The latest training state that can be read: the state, else the one before it (a torn
+    or damaged file is said and skipped, never a failure), else None (start from scratch)."""
+    for path in (state_path.with_name(state_path.name + ".new"), state_path, previous(state_path)):
+        if not path.exists():
+            continue
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(saved, dict) and "epoch" in saved:
+                return saved
+        except Exception as error:  # noqa: BLE001 - any unreadable state: try the one before it
+            console.print(f"{label}: skipping the unreadable training state {path} ({type(error).__name__})")
+    return None
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -168,8 +203,8 @@ def fit(
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_acc, best_score, stale, start_epoch = None, 0, -1.0, -float("inf"), 0, 1
     state_path = Path(state_path) if state_path else None
-    if state_path is not None and state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = read_state(state_path, label, console) if state_path is not None else None
+    if saved is not None:
         if saved.get("run_key") == run_key:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
@@ -257,8 +292,8 @@ def fit(
             else:
                 stale += 1
             if state_path is not None and here.is_main:
-                with atomic_path(state_path) as tmp:
-                    torch.save(
+                write_state(
+                        state_path,
                         {
                             "run_key": run_key,
                             "epoch": epoch,
@@ -274,8 +309,7 @@ def fit(
                             "best_score": best_score,
                             "stale": stale,
                         },
-                        tmp,
-                    )
+                )
             rate = steps_per_epoch * batch / max(train_seconds, 1e-9)
             bar.update(task, advance=1, rate=rate, acc=val_acc)
     for tap in taps.values():

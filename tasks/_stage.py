@@ -16,7 +16,9 @@ from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, write_json
 from kdflow.lineage import file_md5
+from kdflow.models import trusted_factories
 from kdflow.settings import ProjectNotFound, configure, find_root
+from kdflow.text import redact, safe
 from tasks import layout
 
 console = Console(stderr=True, soft_wrap=True)
@@ -35,9 +37,10 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
         configure(root)
         run(load_params(root / "params.yaml"), root)
     except (KdflowError, ProjectNotFound, ValueError, FileNotFoundError) as error:
-        console.print(f"[bold red]{name} failed:[/] {error}", highlight=False)
+        message = redact(str(error))  # a URI in an error must not print its password
+        console.print(f"[bold red]{name} failed:[/] {safe(message)}", highlight=False)
         if root is not None:
-            write_json({"stage": name, "message": str(error)}, root / layout.FAILED_STAGE)
+            write_json({"stage": name, "message": message}, root / layout.FAILED_STAGE)
         sys.exit(1)
     finally:
         if "torch.distributed" in sys.modules:  # only training stages start process groups
@@ -53,6 +56,11 @@ def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
     for path in inputs:
         digest.update(file_md5(root / path).encode())
     return digest.hexdigest()
+
+
+def trusted(params: Params) -> frozenset[str]:
+    """The user factories params.yaml names: with the zoo, all that a checkpoint may rebuild."""
+    return trusted_factories(params.teacher.model, params.distill.student)
 
 
 def candidate_lineage(root: Path) -> dict[str, str]:

@@ -8,6 +8,12 @@ to do, instead of comparing the new champion with itself.
 
 Writes `models/champion/champion.json` (version and MD5) and, when there is a reference,
 `models/champion/student.pt` (its kdflow checkpoint, checked against the MD5 in the registry).
+
+"There is no champion" and "there is one, but it cannot be fetched intact" are different
+answers: the first lets the regression gates pass, the second (artifacts unreachable or
+deleted, no MD5 recorded, an MD5 that differs) is recorded as `unjudged`, and the gates that
+compare with the champion then fail, so nothing is promoted on a comparison never made. A
+registry that cannot be read at all fails the stage.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from pathlib import Path
 from kdflow.config import Params
 from kdflow.io import write_json
 from kdflow.lineage import file_md5, fingerprint
-from kdflow.registry import CheckpointUnavailable, Registry
+from kdflow.registry import Registry, RegistryError
+from kdflow.text import safe
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main
 
@@ -36,16 +43,19 @@ def run(params: Params, root: Path) -> dict:
         try:
             registry.download_checkpoint(reference, model)
             info["student_md5"] = file_md5(model)
-        except CheckpointUnavailable:
-            # Nothing to score it with; evaluate reports it as not comparable. A checkpoint
-            # that is there but not the registered one is an error, not this.
+        except RegistryError as error:
+            # Nothing trustworthy to score it with: evaluate records why, and the champion
+            # gates fail closed on it.
             model.unlink(missing_ok=True)
-            info["unavailable"] = "the registry holds no kdflow checkpoint for it (registered by an older kdflow?)"
+            info["unjudged"] = str(error)
     write_json(info, root / layout.CHAMPION_INFO)  # last: it names the checkpoint beside it
     if reference is None:
-        console.print(f"champion: nothing to compare the candidate with ({why})")
+        console.print(f"champion: nothing to compare the candidate with ({safe(why)})")
+    elif "unjudged" in info:
+        console.print(f"champion: version {reference.version} cannot be judged against ({safe(info['unjudged'])}); "
+                      "the gates that compare with it will fail")
     else:
-        console.print(f"champion: judging the candidate against version {reference.version} ({why})")
+        console.print(f"champion: judging the candidate against version {reference.version} ({safe(why)})")
     return info | {"reason": why}
 
 

@@ -12,6 +12,8 @@ import os
 import statistics
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import current_process, get_context, parent_process
 from pathlib import Path
 
@@ -27,9 +29,9 @@ from kdflow.io import write_json
 from kdflow.lineage import file_md5
 from kdflow.losses import DistillationLoss
 from kdflow.models import build_model, count_parameters, load_model, save_checkpoint
-from kdflow.train import Teaching, fit, predict
+from kdflow.train import Teaching, discard_state, fit, predict
 from tasks import layout
-from tasks._stage import console, main, run_key, write_csv
+from tasks._stage import console, main, run_key, trusted, write_csv
 
 PARITY_ROWS = 64
 PARITY_TOLERANCE = 1e-4
@@ -37,6 +39,27 @@ PARITY_TOLERANCE = 1e-4
 
 class CacheMismatch(KdflowError):
     pass
+
+
+class ControlDied(KdflowError):
+    pass
+
+
+def control_result(future: Future):
+    """The control's result; its process dying (killed, out of memory) is an error now, not a
+    wait forever (a `multiprocessing.Pool` would replace the worker and never answer)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise ControlDied("the control's training process died before it finished (killed, or out of memory?); "
+                          "run distill again: it resumes from the last saved epoch") from None
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Stop the control's process now, without waiting for its epoch to end."""
+    for process in list(getattr(pool, "_processes", {}).values()):  # no public terminate before Python 3.14
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.Tensor:
@@ -88,7 +111,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.distill
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    teacher = load_model(root / layout.TEACHER)
+    teacher = load_model(root / layout.TEACHER, trusted(params), torchscript=params.teacher.source == "torchscript")
     shape, num_classes = train.sample_shape, int(train.y.max()) + 1
     hints = any(term.name == "fitnets" for term in cfg.losses)  # they read the teacher's layers
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
@@ -100,12 +123,12 @@ def run(params: Params, root: Path) -> dict:
     if parallel and devices.select(cfg.train.device).type != "cpu":
         parallel = False  # one accelerator: the two runs would only queue on it
     results: dict[str, dict[int, object]] = {"student": {}, "control": {}}
-    pool = get_context("spawn").Pool(1, initializer=_exit_with_parent) if parallel else None
+    pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_exit_with_parent) if parallel else None
     try:
         for seed in cfg.seeds:
             key = run_key(root, cfg.model_copy(update={"seeds": [seed]}), inputs)
             job = (cfg, seed, shape, num_classes, train, val, root, key)
-            control = pool.apply_async(train_control, job) if pool else None
+            control = pool.submit(train_control, *job) if pool else None
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits)
             model = build_model(cfg.student, shape, num_classes, seed=seed, inputs=train.x)
             results["student"][seed] = fit(
@@ -113,11 +136,10 @@ def run(params: Params, root: Path) -> dict:
                 label=f"student seed {seed}", state_path=root / layout.STATE / f"student_seed{seed}.pt",
                 run_key=key + "student",
             )
-            results["control"][seed] = control.get() if control else train_control(*job)
+            results["control"][seed] = control_result(control) if control else train_control(*job)
     finally:
         if pool is not None:  # on a failure too: stop the control now, never wait for it
-            pool.terminate()
-            pool.join()
+            stop(pool)
     if not distributed.world().is_main:
         return {}
 
@@ -151,8 +173,9 @@ def run(params: Params, root: Path) -> dict:
          for s, c in zip(s_hist, c_hist)],
         root / layout.DISTILL_HISTORY,
     )
-    for state in (root / layout.STATE).glob("*_seed*.pt"):  # outputs are safe now
-        state.unlink()
+    for seed in cfg.seeds:  # outputs are safe now
+        for role in ("student", "control"):
+            discard_state(root / layout.STATE / f"{role}_seed{seed}.pt")
     return metrics
 
 

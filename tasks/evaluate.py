@@ -39,12 +39,12 @@ from kdflow.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.models import count_parameters, load_checkpoint, load_model
+from kdflow.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model
 from kdflow.ood import detection, msp, neg_energy, permuted
 from kdflow.robustness import corrupted_sets, fgsm, pgd
 from kdflow.train import predict
 from tasks import layout
-from tasks._stage import console, main, write_csv
+from tasks._stage import candidate_lineage, console, main, trusted, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
 FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
@@ -172,29 +172,36 @@ def score_form(role: str, path: Path, reference: torch.Tensor, student_row: dict
     return row, model
 
 
-def load_champion(root: Path, x: torch.Tensor, num_classes: int) -> tuple[torch.nn.Module | None, dict]:
-    """The reference model fetched by stage `champion`, if there is one and it takes this data."""
+def load_champion(root: Path, x: torch.Tensor, num_classes: int, trusted_names: frozenset[str]) -> tuple[torch.nn.Module | None, dict]:
+    """The reference model fetched by stage `champion`, if there is one and it takes this data.
+
+    Three answers besides the model: no champion (the champion gates pass), a champion for
+    other data (other input shape or classes: not comparable, the gates pass saying so), and a
+    champion that could not be judged against (not fetched intact, or a checkpoint kdflow will
+    not rebuild: `unjudged`, and the champion gates fail)."""
     info = read_json(root / layout.CHAMPION_INFO)
-    if info["version"] is None:
+    version = info["version"]
+    if version is None:
         return None, {"version": None, "reason": "there was no champion when this candidate was first judged"}
+    problem = info.get("unjudged")
     path = root / layout.CHAMPION_MODEL
-    if not info.get("unavailable") and (not path.exists() or file_md5(path) != info["student_md5"]):
-        raise ChampionMismatch(f"{layout.CHAMPION_MODEL} is missing or not version {info['version']}'s checkpoint; run stage 'champion' again")
-    if info.get("unavailable"):
-        return None, {"version": info["version"], "reason": f"version {info['version']} is not comparable: {info['unavailable']}"}
-    try:
-        model, meta = load_checkpoint(path)
-    except Exception as error:  # noqa: BLE001 - an old champion that today's code cannot rebuild
-        reason = f"version {info['version']} is not comparable: today's code cannot load it ({type(error).__name__}: {error})"
-        return None, {"version": info["version"], "reason": reason}
+    if not problem and (not path.exists() or file_md5(path) != info["student_md5"]):
+        raise ChampionMismatch(f"{layout.CHAMPION_MODEL} is missing or not version {version}'s checkpoint; run stage 'champion' again")
+    if not problem:
+        try:
+            model, meta = load_checkpoint(path, trusted_names)
+        except UntrustedCheckpoint as error:
+            problem = f"its checkpoint was refused: {error}"
+    if problem:
+        return None, {"version": version, "unjudged": True, "reason": f"champion version {version} could not be judged against: {problem}"}
     shape, classes = meta["input_shape"], meta["num_classes"]
     if list(shape) != list(x.shape[1:]) or classes != num_classes:
         reason = (
-            f"version {info['version']} is not comparable: it takes inputs {shape} with {classes} classes, "
+            f"version {version} is not comparable: it takes inputs {shape} with {classes} classes, "
             f"the test data has {list(x.shape[1:])} with {num_classes}"
         )
-        return None, {"version": info["version"], "reason": reason}
-    return model, {"version": info["version"], "reason": f"the champion when this candidate was first judged, version {info['version']}"}
+        return None, {"version": version, "reason": reason}
+    return model, {"version": version, "reason": f"the champion when this candidate was first judged, version {version}"}
 
 
 def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
@@ -206,7 +213,7 @@ def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
-def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int) -> dict:
+def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int, trusted_names: frozenset[str] = frozenset()) -> dict:
     """Test accuracy of the student and the control for every seed: mean and standard deviation,
     so that "distillation helped" is a claim with error bars; and a 95 % interval of the mean
     gain from a paired bootstrap over the test samples, so that a gate judges evidence."""
@@ -214,7 +221,7 @@ def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int
     correct: dict[str, np.ndarray] = {}
     for role in ("student", "control"):
         paths = sorted((root / layout.STUDENTS).glob(f"{role}_seed*.pt"))
-        correct[role] = np.stack([(predict(load_model(p), x).argmax(-1) == y).numpy() for p in paths])
+        correct[role] = np.stack([(predict(load_model(p, trusted_names), x).argmax(-1) == y).numpy() for p in paths])
         accuracies = correct[role].mean(1).tolist()
         stats[f"{role}_accuracy_mean"] = statistics.fmean(accuracies)
         stats[f"{role}_accuracy_std"] = statistics.stdev(accuracies) if len(paths) > 1 else 0.0
@@ -232,9 +239,11 @@ def run(params: Params, root: Path) -> dict:
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
     bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y),
                       scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x))
-    models = {role: (load_model(root / path), root / path) for role, path in ROLES.items()}
+    names = trusted(params)
+    torchscript = {"teacher": params.teacher.source == "torchscript"}
+    models = {role: (load_model(root / path, names, torchscript.get(role, False)), root / path) for role, path in ROLES.items()}
     num_classes = predict(models["teacher"][0], bench.x[:1]).shape[-1]
-    champion, champion_info = load_champion(root, bench.x, num_classes)
+    champion, champion_info = load_champion(root, bench.x, num_classes, names)
     if champion is not None:
         models["champion"] = (champion, root / layout.CHAMPION_MODEL)
 
@@ -250,7 +259,7 @@ def run(params: Params, root: Path) -> dict:
         reference = torch.from_numpy(samples["student"].logits)
         for role, path in FORMS.items():
             metrics[role], forms[role] = score_form(role, root / path, reference, metrics["student"], bench)
-        peaks = {role: memory.submit("torch", path) for role, (_, path) in models.items()}
+        peaks = {role: memory.submit("torch", path, names, torchscript.get(role, False)) for role, (_, path) in models.items()}
         peaks |= {role: memory.submit("onnx", root / path) for role, path in FORMS.items()}
         for role, future in peaks.items():
             metrics[role][f"peak_memory_mb_b{bench.largest_batch}"] = memory.result(future)
@@ -258,7 +267,7 @@ def run(params: Params, root: Path) -> dict:
     for role, model in [*((r, m) for r, (m, _) in models.items()), *forms.items()]:
         efficiency(metrics[role], role, model, bench)
 
-    metrics["seeds"] = seed_statistics(root, bench.x, bench.y, cfg.bootstrap_resamples)
+    metrics["seeds"] = seed_statistics(root, bench.x, bench.y, cfg.bootstrap_resamples, names)
     teacher, student, control = metrics["teacher"], metrics["student"], metrics["control"]
     for role in metrics.keys() - {"teacher", "seeds"}:  # robustness relative to the teacher
         metrics[role]["relative_robustness"] = metrics[role]["corruption_accuracy"] / teacher["corruption_accuracy"]
@@ -284,6 +293,8 @@ def run(params: Params, root: Path) -> dict:
     write_csv(bench.latency, root / layout.LATENCY)
     write_csv(bench.confusion, root / layout.CONFUSION)
     write_csv(bench.severity, root / layout.SEVERITY)
+    # What was measured, by content: `register` refuses these figures for any other artifacts.
+    metrics["measured"] = candidate_lineage(root) | {"champion": file_md5(root / layout.CHAMPION_MODEL) if champion is not None else None}
     write_json(metrics, root / layout.METRICS)  # last: it is what the next stage keys on
     console.print("evaluate: test accuracy " + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in models))
     return metrics

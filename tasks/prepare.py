@@ -16,6 +16,7 @@ import numpy as np
 from kdflow.config import Params
 from kdflow.data import Split, content_ids, holdout_indices, merge_groups, save_split
 from kdflow.sources import DataError, Loaded, load
+from kdflow.text import safe
 from tasks import layout
 from tasks._stage import console, main
 
@@ -60,7 +61,7 @@ def run(params: Params, root: Path) -> dict[str, int]:
         save_split(split, root / layout.SPLIT_FILES[name])
     loaded.schema.save(root / layout.SCHEMA)
     rows = {name: len(split) for name, split in splits.items()}
-    console.print(f"prepare: {cfg.dataset}{f' {cfg.path}' if cfg.path else ''} {rows}, {len(loaded.classes)} classes")
+    console.print(f"prepare: {cfg.dataset}{f' {safe(cfg.path)}' if cfg.path else ''} {rows}, {len(loaded.classes)} classes")
     return rows
 
 

@@ -17,13 +17,23 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data import load_split
+from kdflow.errors import KdflowError
 from kdflow.gates import check
 from kdflow.io import atomic_path, read_json, write_json
-from kdflow.lineage import dvc_recorded_hash, file_md5, fingerprint, git_state
+from kdflow.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
 from kdflow.models import load_checkpoint
-from kdflow.registry import CHAMPION, CHECKPOINT_ARTIFACT, FINGERPRINT_TAG, JUDGED_AGAINST_TAG, RUN_TAG, Registry
+from kdflow.text import safe
+from kdflow.registry import (
+    CHAMPION,
+    CHECKPOINT_ARTIFACT,
+    FINGERPRINT_TAG,
+    JUDGED_AGAINST_TAG,
+    RUN_TAG,
+    SERVED_MODEL_TAG,
+    Registry,
+)
 from tasks import layout
-from tasks._stage import candidate_lineage, console, main
+from tasks._stage import candidate_lineage, console, main, trusted
 
 REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layout.VALIDATION_REPORT)
 
@@ -52,7 +62,7 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
     else:
         experiment_id = experiment.experiment_id
 
-    student, _ = load_checkpoint(root / layout.STUDENT)
+    student, _ = load_checkpoint(root / layout.STUDENT, trusted(params))
     example = torch.from_numpy(load_split(root / layout.SPLIT_FILES["val"]).x[:5])
     with torch.inference_mode():
         output = student(example).numpy()
@@ -78,11 +88,14 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
             # Given, not inferred: inference is slow and would pick up the whole environment.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
+        # What serving will load, every file of it, is part of the lineage too.
+        with tempfile.TemporaryDirectory() as scratch:
+            served = folder_digest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=scratch))
         version = mlflow.register_model(
             info.model_uri,
             cfg.model_name,
             tags={f"lineage.{k}": v for k, v in lineage.items()}
-            | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against},
+            | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against, SERVED_MODEL_TAG: served},
         )
     return version.version
 
@@ -93,10 +106,42 @@ def _artifact_location(experiment: str) -> str | None:
     return f"{base.rstrip('/')}/{experiment}" if base else None
 
 
+class StaleMetrics(KdflowError):
+    """reports/metrics.json measured other artifacts than the ones about to be registered."""
+
+
+def measured_these(metrics: dict, lineage: dict[str, str]) -> None:
+    """The metrics are about exactly these artifacts (by MD5), or the verdicts would be about
+    another model: e.g. a student retrained by hand after `evaluate` ran."""
+    measured = metrics.get("measured") or {}
+    differ = [name for name, md5 in lineage.items() if measured.get(name) != md5]
+    if differ:
+        names = ", ".join(f"{name} ({str(layout.LINEAGE_FILES[name])})" for name in differ)
+        raise StaleMetrics(
+            f"{layout.METRICS} was not measured on the artifacts at hand: {names} "
+            + ("differ from what it measured" if measured else "are not recorded in it (written by an older kdflow)")
+            + "; run stage 'evaluate' again (e.g. `dvc repro evaluate`) before registering"
+        )
+
+
+def judged_this_champion(metrics: dict, root: Path) -> None:
+    """The champion comparison in the metrics is with the champion stage `champion` fetched last."""
+    info = read_json(root / layout.CHAMPION_INFO)
+    current = file_md5(root / layout.CHAMPION_MODEL) if (root / layout.CHAMPION_MODEL).exists() else None
+    compared = (metrics.get("measured") or {}).get("champion")
+    if (metrics.get("vs_champion") or {}).get("version") != info["version"] or (compared and compared != current):
+        raise StaleMetrics(
+            f"{layout.METRICS} compared the student with champion version {metrics.get('vs_champion', {}).get('version')}, "
+            f"but stage 'champion' now names version {info['version']}; run stage 'evaluate' again before registering"
+        )
+
+
 def run(params: Params, root: Path) -> dict:
     cfg = params.register_
     metrics = read_json(root / layout.METRICS)
     lineage = candidate_lineage(root)
+    measured_these(metrics, lineage)
+    judged_this_champion(metrics, root)
     fp = fingerprint(lineage)
     # Where the data came from: not part of the fingerprint (the splits' bytes are), but
     # recorded, so that a version traces back to the raw files and the contract they passed.
@@ -108,63 +153,70 @@ def run(params: Params, root: Path) -> dict:
     judged_against = str((metrics.get("vs_champion") or {}).get("version") or "")
 
     registry = Registry(cfg.model_name)
-    existing = registry.find_fingerprint(fp)
-    if existing is not None:
-        version, created = existing.version, False
-        console.print(f"register: these artifacts are already version {version}; no new version")
-        if "kdflow.challenger_at" not in existing.tags:  # a retried run that died before this
+    # One writer at a time from here: deciding and writing must not interleave with another run.
+    with registry.writing():
+        existing = registry.find_fingerprint(fp)
+        if existing is not None:
+            version, created = existing.version, False
+            console.print(f"register: these artifacts are already version {version}; no new version")
+            if "kdflow.challenger_at" not in existing.tags:  # a retried run that died before this
+                registry.set_challenger(version)
+            if JUDGED_AGAINST_TAG not in existing.tags:  # registered before judgements were kept
+                registry.tag(version, {JUDGED_AGAINST_TAG: judged_against})
+        else:
+            version, created = _log_run(params, root, metrics, lineage, fp, judged_against), True
             registry.set_challenger(version)
-        if JUDGED_AGAINST_TAG not in existing.tags:  # registered before judgements were kept
-            registry.tag(version, {JUDGED_AGAINST_TAG: judged_against})
-    else:
-        version, created = _log_run(params, root, metrics, lineage, fp, judged_against), True
-        registry.set_challenger(version)
-        console.print(f"register: new version {version} of {cfg.model_name!r}, alias 'challenger'")
+            console.print(f"register: new version {version} of {safe(cfg.model_name)!r}, alias 'challenger'")
 
-    # Decide first, then write the report, and only then touch the aliases and tags: a report
-    # that cannot be drawn leaves the champion as it was.
-    current = registry.version(version)
-    tags = current.tags
-    champion = registry.alias(CHAMPION)
-    is_champion = champion is not None and int(champion.version) == int(version)
-    rolled_back = "kdflow.rolled_back_at" in tags
-    promote = passed and not rolled_back and not is_champion
-    summary = {
-        "model_name": cfg.model_name,
-        "version": int(version),
-        "created": created,
-        "gates_passed": passed,
-        "gates": {v.gate: str(v) for v in verdicts},
-        "promoted": promote,
-        "champion": int(version) if promote else (int(champion.version) if champion else None),
-        "fingerprint": fp,
-        "report": str(layout.REPORT),
-    }
-    with tempfile.TemporaryDirectory() as scratch:
-        figures = Path(scratch) / "plots"
-        write_report(root, figures, metrics, verdicts, summary, lineage)
+        # Decide first, then write the report, and only then touch the aliases and tags: a report
+        # that cannot be drawn leaves the champion as it was.
+        current = registry.version(version)
+        tags = current.tags
+        champion = registry.alias(CHAMPION)
+        is_champion = champion is not None and int(champion.version) == int(version)
+        rolled_back = "kdflow.rolled_back_at" in tags
+        promote = passed and not rolled_back and not is_champion
+        summary = {
+            "model_name": cfg.model_name,
+            "version": int(version),
+            "created": created,
+            "gates_passed": passed,
+            "gates": {v.gate: str(v) for v in verdicts},
+            "promoted": promote,
+            "champion": int(version) if promote else (int(champion.version) if champion else None),
+            "fingerprint": fp,
+            "report": str(layout.REPORT),
+        }
+        with tempfile.TemporaryDirectory() as scratch:
+            figures = Path(scratch) / "plots"
+            write_report(root, figures, metrics, verdicts, summary, lineage)
 
-        stale = [k for k in tags if k.startswith("gate.") and k.removeprefix("gate.") not in summary["gates"]]
-        registry.untag(version, stale)  # gates since removed from params.yaml
-        registry.tag(
-            version,
-            {f"gate.{v.gate}": str(v) for v in verdicts}
-            | {"kdflow.gates_passed": str(passed).lower(), "kdflow.student_accuracy": metrics["student"]["accuracy"]},
-        )
-        for v in verdicts:
-            console.print(f"  gate {v.gate}: {v}")
-        if promote:
-            registry.promote(version, reason="all gates passed at registration")
-            console.print(f"register: version {version} promoted to 'champion'")
-        elif passed and rolled_back:
-            console.print(f"register: version {version} was rolled back before; not promoting it again")
-        elif not passed:
-            console.print(f"register: version {version} failed a gate; 'champion' unchanged")
+            stale = [k for k in tags if k.startswith("gate.") and k.removeprefix("gate.") not in summary["gates"]]
+            vs_champion = metrics.get("vs_champion") or {}
+            if vs_champion.get("unjudged"):  # why it was not compared with the champion, on the version
+                registry.tag(version, {"kdflow.unjudged": vs_champion["reason"][:4000]})
+            elif "kdflow.unjudged" in tags:
+                stale.append("kdflow.unjudged")
+            registry.untag(version, stale)  # gates since removed from params.yaml
+            registry.tag(
+                version,
+                {f"gate.{v.gate}": str(v) for v in verdicts}
+                | {"kdflow.gates_passed": str(passed).lower(), "kdflow.student_accuracy": metrics["student"]["accuracy"]},
+            )
+            for v in verdicts:
+                console.print(f"  gate {v.gate}: {safe(str(v))}", highlight=False)
+            if promote:
+                registry.promote(version, reason="all gates passed at registration")
+                console.print(f"register: version {version} promoted to 'champion'")
+            elif passed and rolled_back:
+                console.print(f"register: version {version} was rolled back before; not promoting it again")
+            elif not passed:
+                console.print(f"register: version {version} failed a gate; 'champion' unchanged")
 
-        # Logged again when a version is judged again, so its run holds the latest verdicts.
-        run_id = registry.run_id(current)
-        registry.client.log_artifacts(run_id, str(figures), "plots")
-        registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
+            # Logged again when a version is judged again, so its run holds the latest verdicts.
+            run_id = registry.run_id(current)
+            registry.client.log_artifacts(run_id, str(figures), "plots")
+            registry.client.log_artifact(run_id, str(root / layout.REPORT), "reports")
     console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")
     write_json(summary, root / layout.REGISTERED)
     return summary

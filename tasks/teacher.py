@@ -21,7 +21,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, read_json, write_json
 from kdflow.lineage import file_md5
 from kdflow.models import build_model, count_parameters, import_teacher, save_checkpoint
-from kdflow.train import accuracy, fit, predict
+from kdflow.train import accuracy, discard_state, fit, predict
 from tasks import layout
 from tasks._stage import main, run_key, write_csv
 
@@ -92,7 +92,7 @@ def run(params: Params, root: Path) -> dict:
     write_logit_cache(root, model)
     write_json(metrics, root / layout.TEACHER_METRICS)
     write_csv(history or [{"epoch": 0, "val_accuracy": metrics["val_accuracy"]}], root / layout.TEACHER_HISTORY)
-    (root / layout.STATE / "teacher.pt").unlink(missing_ok=True)  # outputs are safe now
+    discard_state(root / layout.STATE / "teacher.pt")  # outputs are safe now
     return metrics
 
 

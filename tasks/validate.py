@@ -24,6 +24,7 @@ from kdflow.data import SPLITS, Schema, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import umask, write_json
 from kdflow.lineage import file_md5
+from kdflow.text import safe
 from kdflow.validation import Suites
 from tasks import layout
 from tasks._stage import console, main
@@ -49,7 +50,7 @@ def run(params: Params, root: Path) -> dict:
     from_train = agreed.learnt_from.get("md5") == file_md5(root / layout.SPLIT_FILES["train"])
     verdict = _checked(splits, agreed, params, from_train, root / layout.DATA_DOCS)
     for line in verdict.warnings[:MAX_PROBLEMS_SHOWN]:
-        console.print(f"[yellow]validate warning:[/] {line}", highlight=False)
+        console.print(f"[yellow]validate warning:[/] {safe(line)}", highlight=False)
     if len(verdict.warnings) > MAX_PROBLEMS_SHOWN:
         console.print(f"[yellow]validate warning:[/] ... and {len(verdict.warnings) - MAX_PROBLEMS_SHOWN} more in "
                       f"{layout.VALIDATION_REPORT}", highlight=False)
@@ -87,7 +88,7 @@ def run(params: Params, root: Path) -> dict:
     console.print(
         f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
         f"no drift, class-share change or leakage ({', '.join(verdict.checks)})"
-        + (f"; the most surprising difference from train: {worst[0]}.{worst[1]['worst_feature']} "
+        + (f"; the most surprising difference from train: {worst[0]}.{safe(worst[1]['worst_feature'])} "
            f"{worst[1]['statistic']} (p = {worst[1]['p_adjusted']} after correction)" if worst else "")
         + (f"; {len(verdict.warnings)} warning(s)" if verdict.warnings else "")
     )

@@ -54,6 +54,10 @@ def test_sections_default_except_launch():
         ({"register": {"gates": {"min_student_accuracy": 2}}}, "register.gates.min_student_accuracy", "less than or equal"),
         ({"distill": {"losses": [{"name": "hinton", "weight": 0}]}}, "distill", "learn nothing"),
         ({"teacher": {"model": {"name": "resnet999"}}}, "teacher.model", "unknown model"),
+        ({"teacher": {"source": "checkpoint", "path": "teacher_import/../../etc/passwd"}}, "teacher", "teacher_import/"),
+        ({"prepare": {"dataset": "table", "path": "data/raw/../../../etc/passwd"}}, "prepare", "must lie under data/raw/"),
+        ({"distill": {"train": {"lr": float("inf")}}}, "distill.train.lr", "finite number"),
+        ({"validate": {"alpha": float("nan")}}, "validate.alpha", "finite number"),
     ],
 )
 def test_bad_params_name_the_key(raw, key, why):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -5,6 +7,7 @@ from kdflow.config import ModelSpec
 from kdflow.models import (
     CNN1D,
     MLP,
+    UntrustedCheckpoint,
     build_model,
     count_parameters,
     for_inference,
@@ -13,6 +16,7 @@ from kdflow.models import (
     load_checkpoint,
     load_model,
     save_checkpoint,
+    trusted_factories,
 )
 
 
@@ -46,8 +50,52 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
 def test_checkpoint_with_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"spec": {"name": "mlp"}, "payload": MLP([2], 2)}, path)  # a pickled module
-    with pytest.raises(Exception, match="Weights only load failed"):
+    with pytest.raises(UntrustedCheckpoint, match="Weights only load failed"):
         load_checkpoint(path)
+
+
+def hostile(tmp_path, **changes) -> Path:
+    """A checkpoint as an attacker who can write registry artifacts would craft it."""
+    payload = {"spec": {"name": "mlp", "kwargs": {"hidden": [3]}}, "input_shape": [4], "num_classes": 2,
+               "state_dict": MLP([4], 2, hidden=[3]).state_dict(), "meta": {}} | changes
+    path = tmp_path / "crafted.pt"
+    torch.save(payload, path)
+    return path
+
+
+def test_a_checkpoint_never_decides_what_code_runs(tmp_path):
+    marker = tmp_path / "owned"
+    path = hostile(tmp_path, spec={"name": "subprocess:call"}, input_shape=["sh", "-c", f"touch {marker}"])
+    with pytest.raises(UntrustedCheckpoint, match="names model 'subprocess:call', which is neither in kdflow's zoo"):
+        load_checkpoint(path)
+    with pytest.raises(UntrustedCheckpoint, match="neither in kdflow's zoo"):  # params.yaml names another factory
+        load_checkpoint(path, trusted={"tests.kdflow.test_models:tiny_factory"})
+    assert not marker.exists()
+    # The factory params.yaml names is trusted, from a checkpoint too.
+    user = hostile(tmp_path, spec={"name": "tests.kdflow.test_models:tiny_factory", "kwargs": {"width": 3}})
+    assert load_checkpoint(user, trusted=trusted_factories(ModelSpec(name="tests.kdflow.test_models:tiny_factory")))[1]["num_classes"] == 2
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"input_shape": ["sh"]}, "input_shape must be a list of positive integers"),
+    ({"input_shape": [1 << 30]}, "input_shape must be a list of positive integers"),
+    ({"num_classes": 10**9}, "num_classes must be an integer from 2"),
+    ({"spec": {"name": "mlp", "kwargs": {}, "extra": 1}}, "model spec is not valid"),
+    ({"state_dict": [1, 2]}, "state_dict is not a mapping"),
+    ({"state_dict": {}}, "weights do not fit model 'mlp'"),
+])
+def test_malformed_checkpoints_are_refused_by_name(tmp_path, changes, message):
+    with pytest.raises(UntrustedCheckpoint, match=message):
+        load_checkpoint(hostile(tmp_path, **changes))
+
+
+def test_files_that_are_not_checkpoints_are_refused(tmp_path):
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(UntrustedCheckpoint, match="cannot read it as a kdflow checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(UntrustedCheckpoint, match="not a kdflow checkpoint"):
+        load_checkpoint(tmp_path / "list.pt")
 
 
 def test_seeded_build_is_repeatable_and_leaves_global_rng_alone():
@@ -99,7 +147,9 @@ def test_import_teacher_state_dict_and_torchscript(tmp_path):
     scripted = import_teacher("torchscript", tmp_path / "t.ts", spec, [6], 3)
     assert torch.allclose(scripted(x), original(x))
     assert is_torchscript(tmp_path / "t.ts") and not is_torchscript(tmp_path / "sd.pt")
-    assert torch.allclose(load_model(tmp_path / "t.ts")(x), original(x))
+    assert torch.allclose(load_model(tmp_path / "t.ts", torchscript=True)(x), original(x))
+    with pytest.raises(UntrustedCheckpoint, match="TorchScript archive carries its own code"):
+        load_model(tmp_path / "t.ts")  # only a teacher that params.yaml imports as TorchScript
     with pytest.raises(ValueError, match="does not fit model"):
         import_teacher("checkpoint", tmp_path / "sd.pt", ModelSpec(name="mlp", kwargs={"hidden": [9]}), [6], 3)
     with pytest.raises(FileNotFoundError):

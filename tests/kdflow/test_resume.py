@@ -59,3 +59,25 @@ def test_state_of_another_configuration_is_not_resumed(tmp_path):
     cfg = CFG.model_copy(update={"epochs": 2})
     result = fit(build_model(SPEC, [8], 3, seed=0), blobs(200, 0), blobs(50, 1), cfg, state_path=state, run_key="mine")
     assert result.resumed_from == 0 and len(result.history) == 2
+
+
+def test_a_torn_state_is_skipped_for_the_one_before_it(tmp_path):
+    """A damaged state file (a torn write, a bad disk block) costs one epoch, not the run."""
+    from rich.console import Console
+
+    from kdflow.models import build_model
+    from kdflow.train import discard_state, fit, previous
+    from tests.kdflow.synthetic import SPEC, blobs
+
+    state = tmp_path / "state.pt"
+    cfg = CFG.model_copy(update={"epochs": 3})
+    data = (blobs(200, 0), blobs(50, 1))
+    fit(build_model(SPEC, [8], 3, seed=0), *data, cfg, state_path=state, run_key="k")
+    assert torch.load(previous(state), weights_only=True)["epoch"] == 2 and torch.load(state, weights_only=True)["epoch"] == 3
+    state.write_bytes(state.read_bytes()[:100])  # torn
+    console = Console(record=True, stderr=True)
+    result = fit(build_model(SPEC, [8], 3, seed=0), *data, cfg, state_path=state, run_key="k", console=console)
+    assert result.resumed_from == 2 and len(result.history) == 3
+    assert "skipping the unreadable training state" in console.export_text()
+    discard_state(state)
+    assert list(tmp_path.iterdir()) == []

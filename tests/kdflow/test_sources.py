@@ -171,7 +171,7 @@ def test_bad_files_and_folders(tmp_path):
     with pytest.raises(DataError, match=r"expected arrays x and y .* found \['features'\]"):
         load(cfg(dataset="npz", path="data/raw/c.npz"), tmp_path)
     np.savez(tmp_path / "data/raw/d.npz", x=np.array([{"a": 1}] * 2, dtype=object), y=np.ones(2))
-    with pytest.raises(DataError, match="without pickled objects"):
+    with pytest.raises(DataError, match="holds Python objects; kdflow reads numbers only"):
         load(cfg(dataset="npz", path="data/raw/d.npz"), tmp_path)
 
 

@@ -115,6 +115,12 @@ def images(sizes: dict[str, list[tuple[int, int]]], damage: Callable[[Path], Non
     return setup
 
 
+def _set(root: Path, section: str, **values) -> None:
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw[section] = raw.get(section, {}) | values
+    write_params(root, raw)
+
+
 def npz(**arrays) -> Callable[[Path], None]:
     def setup(root: Path) -> None:
         (root / "data/raw").mkdir(parents=True, exist_ok=True)
@@ -122,6 +128,37 @@ def npz(**arrays) -> Callable[[Path], None]:
         use(root, {"dataset": "npz", "path": "data/raw/a.npz"})
 
     return setup
+
+
+def npz_file(write: Callable[[Path], None], **prepare_section) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        (root / "data/raw").mkdir(parents=True, exist_ok=True)
+        write(root / "data/raw/a.npz")
+        use(root, {"dataset": "npz", "path": "data/raw/a.npz", **prepare_section})
+
+    return setup
+
+
+def npz_bomb(path: Path) -> None:
+    """A few bytes that declare 4e10 float32 values: what a small compressed archive of zeros
+    expands to, without making this machine hold them to write the test."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 40)})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 1024)
+        with archive.open("y.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(10**9 // 10**6, dtype=np.int64))
+
+
+def npz_with_a_text_member(path: Path) -> None:
+    import zipfile
+
+    np.savez(path, x=np.ones((120, 4)), y=LABELS)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", "not an array")
 
 
 def cell(row: int, column: str, value) -> Callable[[pd.DataFrame], None]:
@@ -242,7 +279,19 @@ CORPUS = {
                                r"dogs/0\.png: cannot be decoded as an image"),
     "an empty class folder": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, empty_class), "prepare",
                                  r"img/birds: no PNG or JPEG files"),
-    "pickled NPZ arrays": Bad(npz(x=np.array([{"a": 1}] * 120, dtype=object), y=LABELS), "prepare", r"a\.npz: not a readable \.npz archive without pickled objects"),
+    "pickled NPZ arrays": Bad(npz(x=np.array([{"a": 1}] * 120, dtype=object), y=LABELS), "prepare",
+                              r"a\.npz: array 'x' holds Python objects; kdflow reads numbers only \(no pickles\)"),
+    "an NPZ that expands past prepare.max_gib": Bad(npz_file(npz_bomb), "prepare",
+                                                    r"a\.npz: its arrays \(x \[1000000000, 40\], y \[1000\]\) would take 149\.0 GiB of memory as "
+                                                    r"float32 features, above prepare\.max_gib = 8; nothing was loaded"),
+    "a .npy array renamed .npz": Bad(npz_file(lambda path: np.save(open(path, "wb"), np.ones((120, 4)))), "prepare",
+                                     r"a\.npz: not an \.npz archive \(a zip of \.npy arrays, as np\.savez writes it\); a single \.npy array renamed\?"),
+    "an NPZ member that is not an array": Bad(npz_file(npz_with_a_text_member), "prepare", r"a\.npz: member 'notes\.txt' is not a \.npy array"),
+    "an image with more pixels than prepare.images.max_pixels": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, max_pixels=32), "prepare",
+                                                                      r"cats/0\.png: 8 x 8 pixels, above prepare\.images\.max_pixels = 32 \(a decompression bomb"),
+    "more images than prepare.max_gib holds": Bad(lambda root: (images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30})(root),
+                                                                _set(root, "prepare", max_gib=1e-6)), "prepare",
+                                                  r"img: 60 images of 8 x 8 would take 0\.0 GiB of memory as float32 features, above prepare\.max_gib = 1e-06"),
     "NPZ arrays of different lengths": Bad(npz(x=np.ones((119, 4)), y=LABELS), "prepare", r"x has shape \[119, 4\] and y \[120\]"),
 }
 

@@ -35,6 +35,24 @@ def test_validate_passes_clean_data(prepared, tiny_params):
     assert read_json(prepared / layout.VALIDATION_REPORT)["rows"]["test"] == 120
 
 
+def test_a_control_process_that_dies_is_an_error_not_a_wait_forever():
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(distill.ControlDied, match="died before it finished"):
+            distill.control_result(pool.submit(os._exit, 9))  # as the kernel's OOM killer would end it
+
+
+def test_the_quadratic_near_duplicate_search_is_capped_by_a_setting(prepared, tiny_params):
+    capped = with_changes(tiny_params, validate={"near_duplicate_max_work": 1000.0})
+    report = validate.run(capped, prepared)
+    assert report["passed"] and "near duplicates" not in report["leakage_checks"]
+    assert any(w.startswith("near duplicates not searched: train x other rows x features is 2.9e+06, above "
+                            "validate.near_duplicate_max_work = 1e+03") for w in report["warnings"])
+
+
 def test_leaked_rows_are_named_and_training_starts_only_from_passed_data(prepared, tiny_params):
     validate.run(tiny_params, prepared)
     train = load_split(prepared / layout.SPLIT_FILES["train"])
@@ -90,7 +108,8 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
 
     assert champion.run(tiny_params, prepared)["reason"] == "the registry has no champion yet"
     metrics = evaluate.run(tiny_params, prepared)
-    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds", "vs_champion"}
+    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds", "vs_champion", "measured"}
+    assert metrics["measured"]["student"] == file_md5(prepared / layout.STUDENT) and metrics["measured"]["champion"] is None
     assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-4
     assert metrics["student_int8"]["parity"]["agreement"] > 0.9
     assert metrics["student_int8"]["size_bytes"] < metrics["student_onnx"]["size_bytes"]
@@ -236,36 +255,34 @@ def test_a_noisy_student_that_is_not_worse_is_not_flagged(judged, project):
     assert info["version"] == 1 and "judged against version 1" in info["reason"]
 
 
-def test_a_champion_without_a_checkpoint_is_reported_not_comparable(trained, tiny_params):
-    distill_and_judge(tiny_params, trained)  # version 1, the champion
-    registry = Registry(tiny_params.register_.model_name)
-    run_id = registry.run_id(registry.version(1))
-    (local,) = (trained / "mlartifacts").rglob(f"{run_id}/artifacts/checkpoint/student.pt")
-    local.unlink()  # as for a version registered before kdflow kept checkpoints
-    other = with_changes(tiny_params, distill={"seeds": [5]})
-    distill.run(other, trained)
-    info = champion.run(other, trained)
-    assert info["version"] == 1 and "no kdflow checkpoint" in info["unavailable"]
-    assert not (trained / layout.CHAMPION_MODEL).exists()
-    vs = evaluate.run(other, trained)["vs_champion"]
-    assert vs["version"] == 1 and "axes" not in vs and "version 1 is not comparable" in vs["reason"]
-
-
-def test_a_bad_user_table_stops_prepare_with_exit_1_and_writes_nothing(project):
+def prepare_table(project, text: str, label: str):
+    """Stage `prepare` as dvc.yaml starts it, on a CSV file of `text`."""
     import subprocess
     import sys
 
     import yaml
 
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
-    (project / "data/raw/churn.csv").write_text("tenure,plan,churned\n3,basic,no\n5,,yes\n")
+    (project / "data/raw/t.csv").write_text(text)
     raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["prepare"] = {"dataset": "table", "path": "data/raw/churn.csv", "table": {"label": "churned"}}
+    raw["prepare"] = {"dataset": "table", "path": "data/raw/t.csv", "table": {"label": label}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    done = subprocess.run([sys.executable, "-m", "tasks.prepare"], cwd=project, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tasks.prepare"], cwd=project, capture_output=True, text=True)
+
+
+def test_a_bad_user_table_stops_prepare_with_exit_1_and_writes_nothing(project):
+    done = prepare_table(project, "tenure,plan,churned\n3,basic,no\n5,,yes\n", "churned")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "churn.csv: column 'plan' has 1 value(s) that are not numbers, e.g. ['basic'] in rows [0]" in " ".join(done.stderr.split())
+    assert "t.csv: column 'plan' has 1 value(s) that are not numbers, e.g. ['basic'] in rows [0]" in " ".join(done.stderr.split())
     assert not (project / layout.DATA).exists()
+
+
+def test_a_failure_naming_markup_and_escapes_is_printed_as_it_is(project):
+    """Column names reach rich markup and the terminal: `price[/usd]` once crashed the error
+    handler, `weight[kg]` was printed as `weight`, and an escape sequence reached the terminal."""
+    done = prepare_table(project, 'price[/usd],weight[kg],"x\x1b[2J",y\n1,2,3,a\nabc,2,3,b\n', "y")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "\x1b" not in done.stderr
+    assert "column 'price[/usd]' has 1 value(s) that are not numbers" in " ".join(done.stderr.split())
 
 
 def churn_table(project, rows: int = 300, seed: int = 0):

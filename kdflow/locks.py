@@ -1,0 +1,81 @@
+"""One writer at a time for the registry, across processes and machines.
+
+Registration, promotion and rollback each read the registry, decide, and write several things
+(a version, aliases, the audit trail). Two of them interleaved would lose an audit entry or
+create the same version twice, so every registry write holds one lock:
+
+- with a Prefect server configured (`PREFECT_API_URL`), a Prefect global concurrency limit of
+  one slot (`kdflow-registry`, created on first use), which every worker of every machine that
+  talks to that server shares;
+- otherwise a file lock: beside the SQLite database for the embedded default (every process on
+  the machine that uses that database), or in the temporary folder for another tracking URI
+  without a Prefect server (this machine only: say so in a team setup by configuring Prefect).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kdflow.errors import KdflowError
+
+LIMIT_NAME = "kdflow-registry"
+WAIT_SECONDS = 600.0  # a registration logs a model: minutes at worst, never this long
+
+
+class LockTimeout(KdflowError):
+    pass
+
+
+def lock_file(tracking_uri: str) -> Path:
+    """Where the file lock of a tracking URI lives."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
+        return Path(parsed.path).with_name(Path(parsed.path).name + ".lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"kdflow-registry-{digest}.lock"
+
+
+@contextmanager
+def _file_lock(path: Path, wait: float) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path), timeout=wait):
+            yield
+    except Timeout:
+        raise LockTimeout(f"another kdflow process has held the registry lock {path} for over {wait:.0f} s") from None
+
+
+@contextmanager
+def _prefect_lock(wait: float) -> Iterator[None]:
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(LIMIT_NAME)
+        except Exception:  # noqa: BLE001 - not there yet (ObjectNotFound); created with one slot
+            client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
+    try:
+        with concurrency(LIMIT_NAME, occupy=1, timeout_seconds=wait, strict=True):
+            yield
+    except TimeoutError:
+        raise LockTimeout(f"the Prefect concurrency limit {LIMIT_NAME!r} was not free within {wait:.0f} s") from None
+
+
+@contextmanager
+def registry_lock(tracking_uri: str, wait: float = WAIT_SECONDS) -> Iterator[None]:
+    """Hold the registry's write lock (see the module's docstring)."""
+    if os.environ.get("PREFECT_API_URL"):
+        with _prefect_lock(wait):
+            yield
+    else:
+        with _file_lock(lock_file(tracking_uri), wait):
+            yield
