@@ -93,7 +93,9 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
     root = str(Path(root).resolve())
     logger = get_run_logger()
     _quiet_stops_on_the_terminal()
-    timeout = load_params(Path(root) / "params.yaml").launch.stage_timeout_minutes * 60
+    # Each stage stops itself at launch.stage_timeout_minutes (tasks/_stage.py); the task's own
+    # timeout is only a backstop for a stage that cannot even do that.
+    timeout = (load_params(Path(root) / "params.yaml").launch.stage_timeout_minutes + 10) * 60
     ran: dict[str, bool] = {}
     for stage in STAGES:
         step = reproduce.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=2, timeout_seconds=timeout)

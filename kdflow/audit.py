@@ -25,6 +25,10 @@ MAX_REASON = 1000  # characters of a reason; refused above, before anything chan
 ACTIONS = ("promote", "rollback", "external")
 
 
+class BadReason(KdflowError):
+    pass
+
+
 @dataclass(frozen=True)
 class Entry:
     seq: int
@@ -42,15 +46,32 @@ class Entry:
         return f"{PREFIX}{self.seq:06d}"
 
     def encode(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        if len(text) > TAG_LIMIT:  # cannot happen within MAX_REASON; a guard, not a truncation
-            raise ValueError(f"audit entry {self.seq} is {len(text)} characters, over MLflow's {TAG_LIMIT}")
+        text = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        if len(text) > TAG_LIMIT:  # cannot happen within MAX_REASON; refused, never truncated
+            raise BadReason(f"audit entry {self.seq} would be {len(text)} characters, over MLflow's {TAG_LIMIT}; shorten the reason")
         return text
 
 
+class TrailEdited(KdflowError):
+    """An audit entry that kdflow did not write: the trail was edited outside kdflow."""
+
+
 def entries(tags: dict[str, str]) -> list[Entry]:
-    """The trail, in order, from the registered model's tags."""
-    found = [Entry(**json.loads(value)) for key, value in tags.items() if key.startswith(PREFIX)]
+    """The trail, in order, from the registered model's tags. An entry kdflow cannot read stops
+    every registry write (fail closed) until someone removes or restores it."""
+    found = []
+    for key, value in tags.items():
+        if not key.startswith(PREFIX):
+            continue
+        try:
+            entry = Entry(**json.loads(value))
+        except (ValueError, TypeError) as error:
+            raise TrailEdited(f"audit entry {key} is not one kdflow wrote ({type(error).__name__}: {str(error)[:120]}); "
+                              "the trail was edited outside kdflow: restore or remove that tag, then try again") from None
+        if entry.tag != key or entry.action not in ACTIONS:
+            raise TrailEdited(f"audit entry {key} is not one kdflow wrote (it says seq {entry.seq}, action {entry.action!r}); "
+                              "the trail was edited outside kdflow: restore or remove that tag, then try again")
+        found.append(entry)
     return sorted(found, key=lambda e: e.seq)
 
 
@@ -66,10 +87,6 @@ def champions(trail: list[Entry], legacy: list[int] = ()) -> list[int]:
         else:
             stack = [v for v in stack if v != entry.version] + [entry.version]
     return stack
-
-
-class BadReason(KdflowError):
-    pass
 
 
 def check_reason(reason: str) -> str:

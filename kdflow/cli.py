@@ -52,6 +52,20 @@ def _registry_errors():
         _fail(f"the registry at {redact(os.environ.get('MLFLOW_TRACKING_URI', ''))} refused: {error.message}")
 
 
+def _notes(registry) -> None:
+    """Say what the registry lock's holder repaired before this command's own move."""
+    for e in registry.notes:
+        what = "recorded a move made outside kdflow" if e.action == "external" else f"completed an interrupted {e.action}"
+        console.print(f"note: first {what}: audit entry {e.seq}, champion {e.previous or '-'} -> {e.version or '-'}")
+
+
+def _figure(text: str | None) -> str:
+    try:
+        return f"{float(text):.4f}" if text else ""
+    except ValueError:  # a tag edited by hand
+        return safe(text)
+
+
 def _version(value: int) -> int:
     if value < 1:
         _fail(f"version must be a positive integer, got {value}")
@@ -94,19 +108,22 @@ def promote(
     in the audit trail: who, when, why, forced or not, and its gate verdicts)."""
     registry = _registry(_project())
     with _registry_errors():
-        target = registry.version(_version(version))
-        if target.tags.get("kdflow.gates_passed") != "true" and not force:
-            _fail(f"version {version} did not pass its gates; use --force to promote it anyway (recorded as forced)")
-        registry.promote(version, reason=reason, forced=force, verify=True)
+        registry.promote(_version(version), reason=reason, forced=force, verify=True, require_passed=not force)
+    _notes(registry)
     console.print(f"version {version} of {safe(registry.name)!r} is now [bold]champion[/]")
 
 
 @app.command()
-def rollback(reason: str = typer.Option("manual rollback", help="Recorded on both versions.")) -> None:
-    """Move champion back to the previous champion."""
+def rollback(
+    reason: str = typer.Option("manual rollback", help="Recorded on both versions."),
+    force: bool = typer.Option(False, help="Roll back even to a version whose artifacts cannot be verified "
+                                           "(registered before kdflow recorded digests); recorded as forced."),
+) -> None:
+    """Move champion back to the previous champion, after checking its artifacts are the ones registered."""
     registry = _registry(_project())
     with _registry_errors():
-        demoted, restored = registry.rollback(reason)
+        demoted, restored = registry.rollback(reason, verify=not force)
+    _notes(registry)
     console.print(f"champion rolled back: version {demoted.version} -> version {restored.version}")
 
 
@@ -148,7 +165,7 @@ def status(history: bool = typer.Option(False, "--history", help="Show every mov
             str(row.version),
             ", ".join(row.aliases),
             row.created,
-            f"{float(accuracy):.4f}" if accuracy else "",
+            _figure(accuracy),
             {"true": "pass", "false": "FAIL"}.get(row.tags.get("kdflow.gates_passed", ""), ""),
             safe(row.tags.get("lineage.git_commit", "")[:10]),
         )

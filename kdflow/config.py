@@ -137,8 +137,8 @@ class ValidateConfig(_Strict):
     near_duplicate_distance: Annotated[float, Field(ge=0)] | None = 0.001
     # The near-duplicate search is exact and quadratic: rows of train x rows of the other
     # splits x features. Above this it is not run, with a warning naming the setting (exact
-    # duplicates are still checked). 100,000 x 100,000 x 40 = 4e11 took 15 s on 2 cores
-    # (bench/validate_scale.py); the default allows about a minute.
+    # duplicates are still checked). 100,000 x 100,000 x 40 = 4e11 took 15 to 26 s on 2 cores
+    # (bench/validate_scale.py, as the machine's speed varied); the default allows a minute or two.
     near_duplicate_max_work: Annotated[float, Field(gt=0)] = 1.6e12
     # Target leakage: a single feature whose one-feature tree is credibly (at `alpha`) at least
     # this accurate; null turns the check off.

@@ -4,7 +4,8 @@ Registration, promotion and rollback each read the registry, decide, and write s
 (a version, aliases, the audit trail). Two of them interleaved would lose an audit entry or
 create the same version twice, so every registry write holds one lock:
 
-- with a Prefect server configured (`PREFECT_API_URL`), a Prefect global concurrency limit of
+- with a Prefect server configured (`PREFECT_API_URL`, in the environment or the active Prefect
+  profile), a Prefect global concurrency limit of
   one slot (`kdflow-registry`, created on first use), which every worker of every machine that
   talks to that server shares;
 - otherwise a file lock: beside the SQLite database for the embedded default (every process on
@@ -33,11 +34,15 @@ class LockTimeout(KdflowError):
 
 
 def lock_file(tracking_uri: str) -> Path:
-    """Where the file lock of a tracking URI lives."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
-        return Path(parsed.path).with_name(Path(parsed.path).name + ".lock")
-    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    """Where the file lock of a tracking URI lives: beside an SQLite database (its path as
+    SQLAlchemy reads it: relative after ``sqlite:///``, absolute after ``sqlite:////``), else
+    in the temporary folder, one per URI."""
+    if urlparse(tracking_uri).scheme == "sqlite":
+        database = tracking_uri.removeprefix("sqlite:///").split("?")[0]
+        if database and database != ":memory:":
+            path = Path(database).resolve()
+            return path.with_name(path.name + ".lock")
+    digest = hashlib.sha256(tracking_uri.rstrip("/").encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"kdflow-registry-{digest}.lock"
 
 
@@ -70,10 +75,20 @@ def _prefect_lock(wait: float) -> Iterator[None]:
         raise LockTimeout(f"the Prefect concurrency limit {LIMIT_NAME!r} was not free within {wait:.0f} s") from None
 
 
+def prefect_server() -> str | None:
+    """The Prefect API kdflow would talk to, from the environment or the active profile; None
+    for Prefect's ephemeral in-process API (one machine: the file lock serves)."""
+    if "PREFECT_API_URL" in os.environ:
+        return os.environ["PREFECT_API_URL"] or None
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
 @contextmanager
 def registry_lock(tracking_uri: str, wait: float = WAIT_SECONDS) -> Iterator[None]:
     """Hold the registry's write lock (see the module's docstring)."""
-    if os.environ.get("PREFECT_API_URL"):
+    if prefect_server():
         with _prefect_lock(wait):
             yield
     else:

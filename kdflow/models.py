@@ -255,9 +255,26 @@ def _checked(payload: Any, path: str | Path, trusted: Collection[str]) -> tuple[
         raise UntrustedCheckpoint(f"{path}: input_shape must be a list of positive integers (at most {MAX_INPUT_VALUES} values), got {shape!r:.80}")
     if type(classes) is not int or not 2 <= classes <= MAX_CLASSES:
         raise UntrustedCheckpoint(f"{path}: num_classes must be an integer from 2 to {MAX_CLASSES}, got {classes!r:.80}")
-    if not isinstance(payload["state_dict"], dict):
+    if not isinstance(payload["state_dict"], dict) or not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
         raise UntrustedCheckpoint(f"{path}: its state_dict is not a mapping of tensors")
+    if not isinstance(payload.get("meta", {}), dict):
+        raise UntrustedCheckpoint(f"{path}: its meta is not a mapping")
     return spec, shape, classes
+
+
+def _fits(spec: ModelSpec, shape: list[int], classes: int, state: dict, path: str | Path) -> None:
+    """Build the model without memory (on PyTorch's meta device) and compare its weights' shapes
+    with the checkpoint's, so that a spec asking for a huge model is refused before any byte of
+    it is allocated: the model can be no bigger than the weights the file actually holds."""
+    try:
+        with torch.device("meta"):
+            wanted = {k: tuple(v.shape) for k, v in build_model(spec, shape, classes).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise UntrustedCheckpoint(f"{path}: model {spec.name!r} cannot be built from its spec: {str(error)[:200]}") from None
+    held = {k: tuple(v.shape) for k, v in state.items()}
+    if wanted != held:
+        differ = sorted(set(wanted.items()) ^ set(held.items()))[:3]
+        raise UntrustedCheckpoint(f"{path}: its weights do not fit model {spec.name!r} (e.g. {differ})")
 
 
 def load_checkpoint(path: str | Path, trusted: Collection[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
@@ -271,13 +288,14 @@ def load_checkpoint(path: str | Path, trusted: Collection[str] = ()) -> tuple[nn
     except Exception as error:  # noqa: BLE001 - any unreadable or unpicklable file is refused the same way
         raise UntrustedCheckpoint(f"{path}: cannot read it as a kdflow checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     spec, shape, classes = _checked(payload, path, trusted)
+    _fits(spec, shape, classes, payload["state_dict"], path)
     model = build_model(spec, shape, classes)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:
         raise UntrustedCheckpoint(f"{path}: its weights do not fit model {spec.name!r}: {str(error)[:300]}") from None
-    shape = {"input_shape": payload["input_shape"], "num_classes": payload["num_classes"]}
-    return model.eval(), {**payload["meta"], "spec": payload["spec"], **shape}
+    sizes = {"input_shape": payload["input_shape"], "num_classes": payload["num_classes"]}
+    return model.eval(), {**payload.get("meta", {}), "spec": payload["spec"], **sizes}
 
 
 def _load_torchscript(path: str | Path) -> nn.Module:

@@ -81,6 +81,7 @@ class Registry:
         self.name = model_name
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._held = 0  # depth of `writing()` in this process (the lock is reentrant here)
+        self.notes: list[audit.Entry] = []  # what `reconcile` did before this process's writes
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -96,7 +97,8 @@ class Registry:
         with registry_lock(self.client.tracking_uri):
             self._held = 1
             try:
-                self.reconcile()
+                if (done := self.reconcile()) is not None:
+                    self.notes.append(done)
                 yield
             finally:
                 self._held = 0
@@ -147,11 +149,10 @@ class Registry:
         registered = self.find_fingerprint(fingerprint)
         if registered is not None and JUDGED_AGAINST_TAG in registered.tags:
             judged = registered.tags[JUDGED_AGAINST_TAG]
-            if not judged:
-                return None, f"these artifacts are version {registered.version}, judged when there was no champion"
-            if self.exists(int(judged)):
+            if judged and self.exists(int(judged)):
                 return self.version(judged), f"these artifacts are version {registered.version}, judged against version {judged}"
-            # That version was deleted since: judge against today's champion rather than nothing.
+            # Judged when there was no champion, or against a version deleted since: today's
+            # champion, if there is one, is what it must not regress from.
         champion = self.alias(CHAMPION)
         if champion is None:
             return None, "the registry has no champion yet"
@@ -269,7 +270,11 @@ class Registry:
             verdicts = {k.removeprefix("gate."): v.split(":", 1)[0] for k, v in sorted(tags.items()) if k.startswith("gate.")}
         entry = audit.Entry(seq=(trail[-1].seq + 1) if trail else 1, action=action, version=version, previous=previous,
                             actor=who or actor(), at=_now(), reason=reason, forced=forced, verdicts=verdicts)
-        self.client.set_registered_model_tag(self.name, entry.tag, entry.encode())
+        text = entry.encode()
+        if entry.tag in self.client.get_registered_model(self.name).tags:  # append-only, even if two writers raced
+            raise RegistryError(f"audit entry {entry.tag} was written meanwhile by another process: the registry lock is "
+                                "not shared by every writer (see kdflow.locks); nothing was changed")
+        self.client.set_registered_model_tag(self.name, entry.tag, text)
         return entry
 
     def _apply(self, entry: audit.Entry) -> None:
@@ -318,13 +323,17 @@ class Registry:
             self.tag(alias, {"kdflow.audit_seq": str(entry.seq)})
         return entry
 
-    def promote(self, version: int | str, reason: str, forced: bool = False, verify: bool = False) -> ModelVersion:
+    def promote(self, version: int | str, reason: str, forced: bool = False, verify: bool = False,
+                require_passed: bool = False) -> ModelVersion:
         """Point `champion` at `version`, recorded in the trail first (with who, when, why and the
         version's gate verdicts). With `verify`, first check that its served model and checkpoint
-        are the bytes registered."""
+        are the bytes registered; with `require_passed`, that its gates passed (read under the
+        lock, so a judgement made meanwhile counts)."""
         audit.check_reason(reason)
         with self.writing():
             target = self.version(version)
+            if require_passed and target.tags.get("kdflow.gates_passed") != "true":
+                raise RegistryError(f"version {version} did not pass its gates; use --force to promote it anyway (recorded as forced)")
             if verify:
                 self.verify(target)
             current = self.alias(CHAMPION)
@@ -334,9 +343,10 @@ class Registry:
             self._apply(entry)
             return self.version(target.version)
 
-    def rollback(self, reason: str) -> tuple[ModelVersion, ModelVersion]:
+    def rollback(self, reason: str, verify: bool = True) -> tuple[ModelVersion, ModelVersion]:
         """Move `champion` back to the champion before it that still exists; returns (demoted,
-        restored). Versions deleted since are skipped."""
+        restored). Versions deleted since are skipped. Without `verify` (a version registered
+        before kdflow recorded digests), the move is recorded as forced."""
         audit.check_reason(reason)
         with self.writing():
             current = self.alias(CHAMPION)
@@ -351,7 +361,8 @@ class Registry:
                     f"model {self.name!r}: version {current.version} is the first champion that still exists; "
                     "there is no previous champion to roll back to"
                 )
-            self.verify(self.version(earlier[0]))  # never restore bytes that are not the ones registered
-            entry = self._record("rollback", earlier[0], int(current.version), reason)
+            if verify:
+                self.verify(self.version(earlier[0]))  # never restore bytes that are not the ones registered
+            entry = self._record("rollback", earlier[0], int(current.version), reason, forced=not verify)
             self._apply(entry)
             return current, self.version(earlier[0])

@@ -20,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zipfile
+import zlib
+
 import numpy as np
 import pandas as pd
 
@@ -229,12 +232,13 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     shapes = npz_shapes(path)
-    within_budget(cfg, path, sum(float(np.prod(s)) for s in shapes.values()),
-                  "its arrays (" + ", ".join(f"{k} {list(s)}" for k, s in shapes.items()) + ")")
+    # Bytes as loaded (text labels take their width) or as float32 features, whichever is more.
+    values = sum(float(np.prod(shape)) * max(dtype.itemsize, 4) / 4 for shape, dtype in shapes.values())
+    within_budget(cfg, path, values, "its arrays (" + ", ".join(f"{k} {list(s)}" for k, (s, _) in shapes.items()) + ")")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz archive without pickled objects: {error}") from None
     def pair(xs: str, ys: str) -> tuple[np.ndarray, np.ndarray]:
         if (xs in arrays) != (ys in arrays):
@@ -274,11 +278,10 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
                   shared_scale=images)
 
 
-def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """The shape of every array of an NPZ archive, read from the .npy headers without loading
-    any data; a file that is not a zip of .npy arrays, or holds anything else, is refused by name."""
-    import zipfile
-
+def npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and type of every array of an NPZ archive, read from the .npy headers without
+    loading any data; a file that is not a zip of .npy arrays, or holds anything else, is
+    refused by name."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not an .npz archive (a zip of .npy arrays, as np.savez writes it); a single .npy "
                         "array renamed? save it with np.savez(path, x=..., y=...)")
@@ -298,8 +301,8 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                         raise DataError(f"{path}: array {name.removesuffix('.npy')!r} is not a valid .npy array ({error})") from None
                 if dtype.hasobject:
                     raise DataError(f"{path}: array {name.removesuffix('.npy')!r} holds Python objects; kdflow reads numbers only (no pickles)")
-                shapes[name.removesuffix(".npy")] = shape
-    except zipfile.BadZipFile as error:
+                shapes[name.removesuffix(".npy")] = (shape, dtype)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise DataError(f"{path}: a damaged .npz archive ({error})") from None
     return shapes
 
@@ -373,7 +376,7 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
         try:
             with Image.open(first_file) as image:
                 width, height = image.size
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
             raise DataError(f"{first_file}: cannot be decoded as an image ({error})") from None
         within_budget(cfg, folder, count * width * height * channels, f"{count:,} images of {height} x {width}")
     from PIL import Image

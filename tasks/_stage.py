@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,9 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
     try:
         root = find_root()
         configure(root)
-        run(load_params(root / "params.yaml"), root)
+        params = load_params(root / "params.yaml")
+        _stop_after(name, params.launch.stage_timeout_minutes)
+        run(params, root)
     except (KdflowError, ProjectNotFound, ValueError, FileNotFoundError) as error:
         message = redact(str(error))  # a URI in an error must not print its password
         console.print(f"[bold red]{name} failed:[/] {safe(message)}", highlight=False)
@@ -43,10 +47,29 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
             write_json({"stage": name, "message": message}, root / layout.FAILED_STAGE)
         sys.exit(1)
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if "torch.distributed" in sys.modules:  # only training stages start process groups
             from kdflow import distributed
 
             distributed.teardown()
+
+
+class StageTimeout(KdflowError):
+    pass
+
+
+def _stop_after(name: str, minutes: float) -> None:
+    """The stage ends itself, with its `finally` blocks (a control process is stopped with it),
+    once it has run `launch.stage_timeout_minutes`: a stage stuck on a dead process or service
+    is an error, not a wait forever, and nothing of it keeps running after the flow gives up."""
+
+    def expired(signum, frame):
+        raise StageTimeout(f"stage {name!r} ran longer than launch.stage_timeout_minutes = {minutes:g} and was stopped")
+
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, minutes * 60)
 
 
 def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
@@ -66,6 +89,13 @@ def trusted(params: Params) -> frozenset[str]:
 def candidate_lineage(root: Path) -> dict[str, str]:
     """The MD5 of every artifact the candidate is made of (see `layout.LINEAGE_FILES`)."""
     return {name: file_md5(root / path) for name, path in layout.LINEAGE_FILES.items()}
+
+
+def measured_files(root: Path) -> dict[str, str]:
+    """What `evaluate` measures, by MD5: the candidate's artifacts and every seed's student and
+    control (the gain over the control is judged on them)."""
+    seeds = sorted((root / layout.STUDENTS).glob("*.pt"))
+    return candidate_lineage(root) | {str(layout.STUDENTS / p.name): file_md5(p) for p in seeds}
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

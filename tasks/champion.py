@@ -24,7 +24,7 @@ from kdflow.config import Params
 from kdflow.io import write_json
 from kdflow.lineage import file_md5, fingerprint
 from kdflow.registry import Registry, RegistryError
-from kdflow.text import safe
+from kdflow.text import redact, safe
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main
 
@@ -47,7 +47,7 @@ def run(params: Params, root: Path) -> dict:
             # Nothing trustworthy to score it with: evaluate records why, and the champion
             # gates fail closed on it.
             model.unlink(missing_ok=True)
-            info["unjudged"] = str(error)
+            info["unjudged"] = redact(str(error))  # it reaches tags, reports and logs
     write_json(info, root / layout.CHAMPION_INFO)  # last: it names the checkpoint beside it
     if reference is None:
         console.print(f"champion: nothing to compare the candidate with ({safe(why)})")

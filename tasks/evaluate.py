@@ -44,7 +44,7 @@ from kdflow.ood import detection, msp, neg_energy, permuted
 from kdflow.robustness import corrupted_sets, fgsm, pgd
 from kdflow.train import predict
 from tasks import layout
-from tasks._stage import candidate_lineage, console, main, trusted, write_csv
+from tasks._stage import console, main, measured_files, trusted, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
 FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
@@ -190,7 +190,7 @@ def load_champion(root: Path, x: torch.Tensor, num_classes: int, trusted_names: 
     if not problem:
         try:
             model, meta = load_checkpoint(path, trusted_names)
-        except UntrustedCheckpoint as error:
+        except (UntrustedCheckpoint, ValueError, TypeError, RuntimeError) as error:  # refused, or not buildable today
             problem = f"its checkpoint was refused: {error}"
     if problem:
         return None, {"version": version, "unjudged": True, "reason": f"champion version {version} could not be judged against: {problem}"}
@@ -239,6 +239,7 @@ def run(params: Params, root: Path) -> dict:
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
     bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y),
                       scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x))
+    measured = measured_files(root)  # before anything is loaded: the bytes these figures are about
     names = trusted(params)
     torchscript = {"teacher": params.teacher.source == "torchscript"}
     models = {role: (load_model(root / path, names, torchscript.get(role, False)), root / path) for role, path in ROLES.items()}
@@ -294,7 +295,7 @@ def run(params: Params, root: Path) -> dict:
     write_csv(bench.confusion, root / layout.CONFUSION)
     write_csv(bench.severity, root / layout.SEVERITY)
     # What was measured, by content: `register` refuses these figures for any other artifacts.
-    metrics["measured"] = candidate_lineage(root) | {"champion": file_md5(root / layout.CHAMPION_MODEL) if champion is not None else None}
+    metrics["measured"] = measured | {"champion": file_md5(root / layout.CHAMPION_MODEL) if champion is not None else None}
     write_json(metrics, root / layout.METRICS)  # last: it is what the next stage keys on
     console.print("evaluate: test accuracy " + ", ".join(f"{role} {metrics[role]['accuracy']:.4f}" for role in models))
     return metrics

@@ -33,7 +33,7 @@ from kdflow.registry import (
     Registry,
 )
 from tasks import layout
-from tasks._stage import candidate_lineage, console, main, trusted
+from tasks._stage import candidate_lineage, console, main, measured_files, trusted
 
 REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layout.VALIDATION_REPORT)
 
@@ -114,9 +114,10 @@ def measured_these(metrics: dict, lineage: dict[str, str]) -> None:
     """The metrics are about exactly these artifacts (by MD5), or the verdicts would be about
     another model: e.g. a student retrained by hand after `evaluate` ran."""
     measured = metrics.get("measured") or {}
-    differ = [name for name, md5 in lineage.items() if measured.get(name) != md5]
+    recorded = {k: v for k, v in measured.items() if k != "champion"}
+    differ = sorted(name for name in lineage.keys() | recorded.keys() if recorded.get(name) != lineage.get(name))
     if differ:
-        names = ", ".join(f"{name} ({str(layout.LINEAGE_FILES[name])})" for name in differ)
+        names = ", ".join(f"{name} ({layout.LINEAGE_FILES[name]})" if name in layout.LINEAGE_FILES else name for name in differ)
         raise StaleMetrics(
             f"{layout.METRICS} was not measured on the artifacts at hand: {names} "
             + ("differ from what it measured" if measured else "are not recorded in it (written by an older kdflow)")
@@ -140,7 +141,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.register_
     metrics = read_json(root / layout.METRICS)
     lineage = candidate_lineage(root)
-    measured_these(metrics, lineage)
+    measured_these(metrics, measured_files(root))
     judged_this_champion(metrics, root)
     fp = fingerprint(lineage)
     # Where the data came from: not part of the fingerprint (the splits' bytes are), but
@@ -175,7 +176,9 @@ def run(params: Params, root: Path) -> dict:
         champion = registry.alias(CHAMPION)
         is_champion = champion is not None and int(champion.version) == int(version)
         rolled_back = "kdflow.rolled_back_at" in tags
-        promote = passed and not rolled_back and not is_champion
+        unjudged = bool((metrics.get("vs_champion") or {}).get("unjudged"))
+        # Never on a comparison that was not made, whichever gates params.yaml turns on.
+        promote = passed and not unjudged and not rolled_back and not is_champion
         summary = {
             "model_name": cfg.model_name,
             "version": int(version),
@@ -206,12 +209,14 @@ def run(params: Params, root: Path) -> dict:
             for v in verdicts:
                 console.print(f"  gate {v.gate}: {safe(str(v))}", highlight=False)
             if promote:
-                registry.promote(version, reason="all gates passed at registration")
+                registry.promote(version, reason="all gates passed at registration", verify=True)
                 console.print(f"register: version {version} promoted to 'champion'")
             elif passed and rolled_back:
                 console.print(f"register: version {version} was rolled back before; not promoting it again")
             elif not passed:
                 console.print(f"register: version {version} failed a gate; 'champion' unchanged")
+            elif unjudged:
+                console.print(f"register: version {version} could not be compared with the champion; 'champion' unchanged")
 
             # Logged again when a version is judged again, so its run holds the latest verdicts.
             run_id = registry.run_id(current)

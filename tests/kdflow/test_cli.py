@@ -67,3 +67,11 @@ def test_status_history_shows_every_move(registry):
     assert [line.split("│")[3].strip() for line in out.splitlines() if line.startswith("│ ") and "->" in line] == \
         ["promote", "promote", "rollback"]
     assert invoke("verify", "1").exit_code == 0
+
+
+def test_a_repair_made_before_the_command_is_said(registry):
+    invoke("promote", "1", "--reason", "first")
+    registry.client.set_registered_model_alias(registry.name, CHAMPION, "2")  # by hand, in the MLflow UI
+    out = invoke("rollback", "--reason", "undo the hand move").output
+    assert "note: first recorded a move made outside kdflow: audit entry 2, champion 1 -> 2" in " ".join(out.split())
+    assert registry.alias(CHAMPION).version == 1

@@ -83,6 +83,9 @@ def test_a_checkpoint_never_decides_what_code_runs(tmp_path):
     ({"spec": {"name": "mlp", "kwargs": {}, "extra": 1}}, "model spec is not valid"),
     ({"state_dict": [1, 2]}, "state_dict is not a mapping"),
     ({"state_dict": {}}, "weights do not fit model 'mlp'"),
+    # A spec asking for 10^12 weights is refused before any of them is allocated.
+    ({"spec": {"name": "mlp", "kwargs": {"hidden": [10**6, 10**6]}}}, "weights do not fit model 'mlp'"),
+    ({"meta": [1]}, "meta is not a mapping"),
 ])
 def test_malformed_checkpoints_are_refused_by_name(tmp_path, changes, message):
     with pytest.raises(UntrustedCheckpoint, match=message):

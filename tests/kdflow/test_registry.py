@@ -116,9 +116,9 @@ def test_the_reference_is_the_champion_a_candidate_was_first_judged_against(regi
     registry.promote(2, reason="better")
     version, why = registry.reference_for("fp2")
     assert version.version == 1 and "judged against version 1" in why
-    # Judged when there was no champion: nothing to compare with, ever.
+    # Judged when there was no champion, and there is one now: it must not regress from it.
     registry.tag(3, {FINGERPRINT_TAG: "fp3", JUDGED_AGAINST_TAG: ""})
-    assert registry.reference_for("fp3")[0] is None
+    assert registry.reference_for("fp3") == (registry.version(2), "the current champion, version 2")
     # Registered without a judgement (it died before) and now the champion: not its own reference.
     registry.tag(1, {FINGERPRINT_TAG: "fp1"})
     registry.promote(1, reason="back")
@@ -197,7 +197,11 @@ def test_an_oversized_reason_is_refused_before_anything_changes(registry):
         registry.promote(2, reason="x" * 6000)
     with pytest.raises(BadReason):
         registry.rollback("x" * 6000)
+    with pytest.raises(BadReason):  # what MLflow counts is the encoded entry: control characters grow sixfold
+        registry.promote(2, reason="\x1b" * 1000)
     assert registry.client.get_registered_model("m").tags == before and registry.alias(CHAMPION).version == 1
+    registry.promote(2, reason="é" * 1000)  # within the bound, and stored as written
+    assert registry.trail()[-1].reason == "é" * 1000
 
 
 class Killed(BaseException):

@@ -161,6 +161,13 @@ def npz_with_a_text_member(path: Path) -> None:
         archive.writestr("notes.txt", "not an array")
 
 
+def npz_with_a_corrupt_member(path: Path) -> None:
+    np.savez_compressed(path, x=np.ones((120, 4)), y=LABELS)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # a flipped byte inside x's compressed data
+    path.write_bytes(bytes(data))
+
+
 def cell(row: int, column: str, value) -> Callable[[pd.DataFrame], None]:
     def change(frame: pd.DataFrame) -> None:
         frame[column] = frame[column].astype(object)
@@ -286,6 +293,7 @@ CORPUS = {
                                                     r"float32 features, above prepare\.max_gib = 8; nothing was loaded"),
     "a .npy array renamed .npz": Bad(npz_file(lambda path: np.save(open(path, "wb"), np.ones((120, 4)))), "prepare",
                                      r"a\.npz: not an \.npz archive \(a zip of \.npy arrays, as np\.savez writes it\); a single \.npy array renamed\?"),
+    "an NPZ archive with a corrupt member": Bad(npz_file(npz_with_a_corrupt_member), "prepare", r"a\.npz: (a damaged \.npz archive|not a readable \.npz archive|array 'x' is not a valid \.npy array)"),
     "an NPZ member that is not an array": Bad(npz_file(npz_with_a_text_member), "prepare", r"a\.npz: member 'notes\.txt' is not a \.npy array"),
     "an image with more pixels than prepare.images.max_pixels": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, max_pixels=32), "prepare",
                                                                       r"cats/0\.png: 8 x 8 pixels, above prepare\.images\.max_pixels = 32 \(a decompression bomb"),

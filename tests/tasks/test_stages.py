@@ -45,6 +45,23 @@ def test_a_control_process_that_dies_is_an_error_not_a_wait_forever():
             distill.control_result(pool.submit(os._exit, 9))  # as the kernel's OOM killer would end it
 
 
+def test_a_stage_past_its_timeout_stops_itself_with_a_message(project, capsys):
+    import time
+
+    import yaml
+
+    from tasks._stage import main
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["launch"]["stage_timeout_minutes"] = 0.005  # 0.3 s
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    stopped = []
+    with pytest.raises(SystemExit) as exit:
+        main("teacher", lambda params, root: (time.sleep(30), stopped.append("never")))
+    assert exit.value.code == 1 and not stopped
+    assert "stage 'teacher' ran longer than launch.stage_timeout_minutes = 0.005 and was stopped" in capsys.readouterr().err
+
+
 def test_the_quadratic_near_duplicate_search_is_capped_by_a_setting(prepared, tiny_params):
     capped = with_changes(tiny_params, validate={"near_duplicate_max_work": 1000.0})
     report = validate.run(capped, prepared)

@@ -74,6 +74,17 @@ def test_a_champion_that_cannot_be_judged_against_blocks_promotion_and_runs_noth
         artifact.write_bytes(original)  # put version 1 back as it was registered
         registry.tag(1, {STUDENT_MD5_TAG: md5})
 
+    # With no champion gate at all, a comparison that was not made still blocks promotion; and a
+    # password in the error that made it is not written anywhere.
+    ungated = with_changes(candidate, register={"gates": {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0}})
+    registry.tag(1, {"kdflow.run_id": "no-such-run-at-https://user:s3cret@tracking.invalid"})
+    champion.run(ungated, trained)
+    evaluate.run(ungated, trained)
+    result = register.run(ungated, trained)
+    assert result["gates_passed"] and not result["promoted"] and registry.alias(CHAMPION).version == 1
+    assert "s3cret" not in (trained / layout.CHAMPION_INFO).read_text() + registry.version(2).tags["kdflow.unjudged"]
+    registry.tag(1, {"kdflow.run_id": run_id})
+
     # Intact again: the same candidate is judged against version 1 and promoted.
     champion.run(candidate, trained)
     assert "unjudged" not in evaluate.run(candidate, trained)["vs_champion"]
