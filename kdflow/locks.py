@@ -63,11 +63,16 @@ def _prefect_lock(wait: float) -> Iterator[None]:
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
 
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(LIMIT_NAME)
-        except Exception:  # noqa: BLE001 - not there yet (ObjectNotFound); created with one slot
-            client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
+        except ObjectNotFound:  # the first writer ever creates it, with one slot
+            try:
+                client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
+            except ObjectAlreadyExists:  # another process created it meanwhile
+                pass
     try:
         with concurrency(LIMIT_NAME, occupy=1, timeout_seconds=wait, strict=True):
             yield

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -42,17 +44,18 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def test_serve_creates_a_cron_deployment(tmp_path):
-    root = make_project(tmp_path / "project", git=False)
+@contextmanager
+def prefect_server(home: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `prefect server start` on a free loopback port, until the block ends: yields its
+    API URL and an environment without any MLflow, Prefect or kdflow setting of the caller's."""
     api = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     port = api.split(":")[2].split("/")[0]
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", port],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    serving = None
     try:
         def healthy():
             try:
@@ -61,23 +64,29 @@ def test_serve_creates_a_cron_deployment(tmp_path):
                 return None
 
         wait_for(healthy, 120, "the Prefect server")
+        yield api, env
+    finally:
+        stop(server)
+
+
+def test_serve_creates_a_cron_deployment(tmp_path):
+    root = make_project(tmp_path / "project", git=False)
+    with prefect_server(tmp_path / "prefect") as (api, env):
         serving = subprocess.Popen(
             [str(BIN / "kdflow"), "serve", "--cron", "0 3 * * *"],
             cwd=root, env=env | {"PREFECT_API_URL": api}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
+        try:
+            def deployment():
+                response = httpx.post(f"{api}/deployments/filter", json={}, timeout=5)
+                found = [d for d in response.json() if d["name"] == "kdflow-scheduled"]
+                return found[0] if found else None
 
-        def deployment():
-            response = httpx.post(f"{api}/deployments/filter", json={}, timeout=5)
-            found = [d for d in response.json() if d["name"] == "kdflow-scheduled"]
-            return found[0] if found else None
-
-        found = wait_for(deployment, 90, "the kdflow-scheduled deployment")
-        assert [s["schedule"]["cron"] for s in found["schedules"]] == ["0 3 * * *"]
-        assert found["parameters"] == {"root": str(root)}
-    finally:
-        if serving is not None:
+            found = wait_for(deployment, 90, "the kdflow-scheduled deployment")
+            assert [s["schedule"]["cron"] for s in found["schedules"]] == ["0 3 * * *"]
+            assert found["parameters"] == {"root": str(root)}
+        finally:
             stop(serving)
-        stop(server)
 
 
 def test_serve_without_a_server_says_how_to_start_one(tmp_path):

@@ -1,14 +1,18 @@
-"""The registry lock excludes other processes (the file lock; the Prefect global concurrency
-limit is proven against a real server by the shared-services tests)."""
+"""The registry lock excludes other processes: the file lock, and a Prefect global concurrency
+limit on a real Prefect server."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from kdflow.locks import lock_file, registry_lock
+import pytest
+
+from kdflow.locks import LIMIT_NAME, lock_file, registry_lock
 
 
 def _hold(uri: str, log: str, env: dict[str, str]) -> None:
@@ -45,3 +49,24 @@ def test_a_relative_sqlite_uri_locks_beside_its_database(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert lock_file("sqlite:///mlflow.db") == tmp_path / "mlflow.db.lock"
     assert lock_file("http://tracking:5000/") == lock_file("http://tracking:5000")
+
+
+@pytest.mark.e2e
+def test_a_prefect_global_concurrency_limit_excludes_other_processes(tmp_path):
+    """With a Prefect server configured, the lock is the server's global concurrency limit: eight
+    processes (standing for workers on other machines) never hold it at once."""
+    import httpx
+
+    from tests.conftest import REPO
+    from tests.flows.test_serve_e2e import prefect_server
+
+    with prefect_server(tmp_path / "prefect") as (api, env):
+        client = env | {"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "client")}
+        log = tmp_path / "log"
+        code = f"from tests.kdflow.test_locks import _hold; _hold({f'sqlite:///{tmp_path}/unused.db'!r}, {str(log)!r}, {{}})"
+        holders = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=client) for _ in range(8)]
+        assert all(h.wait(timeout=240) == 0 for h in holders)
+        never_overlapped(log, 8)
+        limit = httpx.get(f"{api}/v2/concurrency_limits/{LIMIT_NAME}", timeout=5).json()
+        assert limit["limit"] == 1 and limit["active"] and limit["active_slots"] == 0
+        assert not (tmp_path / "unused.db.lock").exists()  # the server's limit was used, not a file lock
