@@ -18,7 +18,6 @@ from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, write_json
 from kdflow.lineage import file_md5
-from kdflow.models import trusted_factories
 from kdflow.settings import ProjectNotFound, configure, find_root
 from kdflow.text import redact, safe
 from tasks import layout
@@ -79,11 +78,6 @@ def run_key(root: Path, cfg: BaseModel, inputs: Iterable[Path]) -> str:
     for path in inputs:
         digest.update(file_md5(root / path).encode())
     return digest.hexdigest()
-
-
-def trusted(params: Params) -> frozenset[str]:
-    """The user factories params.yaml names: with the zoo, all that a checkpoint may rebuild."""
-    return trusted_factories(params.teacher.model, params.distill.student)
 
 
 def candidate_lineage(root: Path) -> dict[str, str]:

@@ -28,10 +28,10 @@ from kdflow.errors import KdflowError
 from kdflow.io import write_json
 from kdflow.lineage import file_md5
 from kdflow.losses import DistillationLoss
-from kdflow.models import build_model, count_parameters, load_model, save_checkpoint
+from kdflow.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
 from kdflow.train import Teaching, discard_state, fit, predict
 from tasks import layout
-from tasks._stage import console, main, run_key, trusted, write_csv
+from tasks._stage import console, main, run_key, write_csv
 
 PARITY_ROWS = 64
 PARITY_TOLERANCE = 1e-4
@@ -111,7 +111,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.distill
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    teacher = load_model(root / layout.TEACHER, trusted(params), torchscript=params.teacher.source == "torchscript")
+    teacher = load_model(root / layout.TEACHER, trusted_factories(params.teacher.model, params.distill.student), torchscript=params.teacher.source == "torchscript")
     shape, num_classes = train.sample_shape, int(train.y.max()) + 1
     hints = any(term.name == "fitnets" for term in cfg.losses)  # they read the teacher's layers
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints

@@ -39,12 +39,12 @@ from kdflow.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model
+from kdflow.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model, trusted_factories
 from kdflow.ood import detection, msp, neg_energy, permuted
 from kdflow.robustness import corrupted_sets, fgsm, pgd
 from kdflow.train import predict
 from tasks import layout
-from tasks._stage import console, main, measured_files, trusted, write_csv
+from tasks._stage import console, main, measured_files, write_csv
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
 FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
@@ -240,7 +240,7 @@ def run(params: Params, root: Path) -> dict:
     bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y),
                       scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x))
     measured = measured_files(root)  # before anything is loaded: the bytes these figures are about
-    names = trusted(params)
+    names = trusted_factories(params.teacher.model, params.distill.student)
     torchscript = {"teacher": params.teacher.source == "torchscript"}
     models = {role: (load_model(root / path, names, torchscript.get(role, False)), root / path) for role, path in ROLES.items()}
     num_classes = predict(models["teacher"][0], bench.x[:1]).shape[-1]

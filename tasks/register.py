@@ -21,7 +21,7 @@ from kdflow.errors import KdflowError
 from kdflow.gates import check
 from kdflow.io import atomic_path, read_json, write_json
 from kdflow.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
-from kdflow.models import load_checkpoint
+from kdflow.models import load_checkpoint, trusted_factories
 from kdflow.text import safe
 from kdflow.registry import (
     CHAMPION,
@@ -33,7 +33,7 @@ from kdflow.registry import (
     Registry,
 )
 from tasks import layout
-from tasks._stage import candidate_lineage, console, main, measured_files, trusted
+from tasks._stage import candidate_lineage, console, main, measured_files
 
 REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layout.VALIDATION_REPORT)
 
@@ -62,7 +62,7 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
     else:
         experiment_id = experiment.experiment_id
 
-    student, _ = load_checkpoint(root / layout.STUDENT, trusted(params))
+    student, _ = load_checkpoint(root / layout.STUDENT, trusted_factories(params.teacher.model, params.distill.student))
     example = torch.from_numpy(load_split(root / layout.SPLIT_FILES["val"]).x[:5])
     with torch.inference_mode():
         output = student(example).numpy()

@@ -1,4 +1,7 @@
-"""dvc.yaml and tasks/layout.py name the same files, and each stage's module is one of its deps."""
+"""dvc.yaml and tasks/layout.py name the same files, each stage's module is one of its deps, and
+each stage depends on every module of this repository that it imports."""
+
+import ast
 
 import pytest
 import yaml
@@ -35,6 +38,46 @@ def test_each_stage_runs_its_module_and_depends_on_it():
         assert f"tasks/{stage}.py" in paths(stage, "deps")
         section = {"champion": "register.model_name", "contract": "validate"}.get(stage, stage)
         assert section in paths(stage, "params")
+
+
+def module_file(name: str):
+    """The file of one of this repository's modules (a package's __init__.py), or None."""
+    base = REPO.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_files(path) -> set:
+    """This repository's modules that `path` imports anywhere (functions too), and what they import."""
+    seen, todo = set(), [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(current.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name.split(".")[0] in ("kdflow", "tasks") and (found := module_file(name)) is not None:
+                    todo.append(found)
+    return seen
+
+
+def test_each_stage_depends_on_every_module_it_imports():
+    """Otherwise a change to such a module leaves the stage 'up to date' in DVC's eyes."""
+    for stage in STAGES:
+        deps = paths(stage, "deps")
+        covered = lambda f: any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)  # noqa: E731
+        needed = {str(f.relative_to(REPO)) for f in imported_files(REPO / "tasks" / f"{stage}.py")}
+        needed -= {"tasks/__init__.py", "kdflow/__init__.py"}
+        missing = sorted(f for f in needed if not covered(f))
+        assert not missing, f"stage {stage} imports {missing}, which dvc.yaml does not list as its deps"
 
 
 @pytest.mark.e2e
@@ -82,3 +125,14 @@ def test_raw_files_brought_with_dvc_trace_into_the_prepared_splits(tmp_path):
     run("repro", "validate")
     second = recorded()
     assert second[0] != first[0] and second[1] != first[1]
+
+
+def test_the_flow_runs_the_stages_of_dvc_yaml_in_its_order_and_every_source_is_configurable():
+    import typing
+
+    from flows.lifecycle import STAGES as FLOW
+    from kdflow.config import PrepareConfig
+    from kdflow.sources import LOADERS
+
+    assert list(FLOW) == list(STAGES)
+    assert set(LOADERS) == set(typing.get_args(PrepareConfig.model_fields["dataset"].annotation))
