@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kdflow.config import AugmentConfig
+from kdflow.errors import InvalidSetup
 
 SIGNAL_OPS = ("shift", "scale")
 IMAGE_OPS = ("crop", "flip")
@@ -68,7 +69,7 @@ def check_kind(cfg: AugmentConfig, sample_dims: int) -> None:
     used = [op for op in wrong if getattr(cfg, op)]
     if used:
         kind = "images" if sample_dims == 3 else "signals and tables"
-        raise ValueError(f"augment.{used[0]} does not apply to {kind}")
+        raise InvalidSetup(f"augment.{used[0]} does not apply to {kind}")
 
 
 def augment(x: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from kdflow.config import ModelSpec
-from kdflow.errors import KdflowError
+from kdflow.errors import InvalidSetup, KdflowError
 from kdflow.io import atomic_path
 
 # Bounds on what a checkpoint may ask to be built: far above any model kdflow trains, far below
@@ -68,7 +68,7 @@ class CNN1D(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: int = 64):
         super().__init__()
         if len(input_shape) != 1:
-            raise ValueError(f"cnn1d takes signals of shape [length], got {list(input_shape)}")
+            raise InvalidSetup(f"cnn1d takes signals of shape [length], got {list(input_shape)}")
         c = channels
         self.features = nn.Sequential(
             *_conv_bn(1, c, 5),
@@ -108,7 +108,7 @@ class ResNet(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 16, blocks: Sequence[int] = (1, 1, 1)):
         super().__init__()
         if len(input_shape) != 3:
-            raise ValueError(f"resnet takes images of shape [channels, height, width], got {list(input_shape)}")
+            raise InvalidSetup(f"resnet takes images of shape [channels, height, width], got {list(input_shape)}")
         layers: list[nn.Module] = [*_conv_bn(input_shape[0], width, 3, dims=2)]
         cin = width
         for stage, count in enumerate(blocks):
@@ -162,9 +162,9 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"model {name!r}: cannot import it: {error}") from None
+        raise InvalidSetup(f"model {name!r}: cannot import it: {error}") from None
     if not callable(factory):
-        raise ValueError(f"model {name!r} is not callable")
+        raise InvalidSetup(f"model {name!r} is not callable")
     return factory
 
 
@@ -183,9 +183,9 @@ def build_model(
                 torch.manual_seed(seed)
             model = factory(list(input_shape), num_classes, **spec.kwargs)
     except TypeError as error:
-        raise ValueError(f"model {spec.name!r}: bad kwargs {spec.kwargs}: {error}") from None
+        raise InvalidSetup(f"model {spec.name!r}: bad kwargs {spec.kwargs}: {error}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InvalidSetup(f"model {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module")
     if spec.standardize:
         model = Standardized(model, input_shape)
         if inputs is not None:
@@ -347,5 +347,5 @@ def import_teacher(
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"teacher file {path} does not fit model {spec.name!r}: {error}") from None
+        raise InvalidSetup(f"teacher file {path} does not fit model {spec.name!r}: {error}") from None
     return model.eval()

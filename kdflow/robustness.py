@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdflow.errors import InvalidSetup
+
 
 Scale = torch.Tensor | float  # per feature (broadcast over rows), or one number
 
@@ -88,7 +90,7 @@ def corruptions_for(x: torch.Tensor) -> dict[str, Corruption]:
         return CORRUPTIONS
     if x.dim() == 4:
         return IMAGE_CORRUPTIONS
-    raise ValueError(f"no corruptions for inputs of shape {list(x.shape)}: expected [n, features] or [n, c, h, w]")
+    raise InvalidSetup(f"no corruptions for inputs of shape {list(x.shape)}: expected [n, features] or [n, c, h, w]")
 
 
 def corrupted_sets(x: torch.Tensor, severities: int = 5, seed: int = 0, scale: Scale = 1.0) -> dict[tuple[str, int], torch.Tensor]:

@@ -29,6 +29,7 @@ from kdflow import distributed
 from kdflow.augment import augment, check_kind
 from kdflow.config import TrainConfig
 from kdflow.data import Split
+from kdflow.errors import InvalidSetup
 from kdflow.io import atomic_path
 from kdflow.losses import DistillationLoss
 from kdflow.models import for_inference, named_layers
@@ -61,7 +62,7 @@ class FeatureTap:
         missing = sorted(layers - modules.keys())
         if missing:
             known = ", ".join(name for name in modules if name) or "(none)"
-            raise ValueError(f"{role} has no layer {missing[0]!r}; its layers are: {known}")
+            raise InvalidSetup(f"{role} has no layer {missing[0]!r}; its layers are: {known}")
         self.outputs: dict[str, torch.Tensor] = {}
         self.handles = [
             modules[name].register_forward_hook(lambda _m, _i, out, name=name: self.outputs.__setitem__(name, out))
@@ -152,7 +153,7 @@ def fit(
     check_kind(cfg.augment, train.x.ndim - 1)
     cached = teaching.logits if teaching is not None else None
     if cached is not None and cfg.augment.enabled:
-        raise ValueError("cached teacher logits are for un-augmented inputs; augmentation is on")
+        raise InvalidSetup("cached teacher logits are for un-augmented inputs; augmentation is on")
 
     if cached is not None:
         cached = cached.to(device)
@@ -161,7 +162,7 @@ def fit(
     num_classes = int(max(train.y.max(), val.y.max())) + 1
     batch = min(cfg.batch_size, len(x))
     if batch % here.size:  # equal shards, so that the mean of shard means is the batch mean
-        raise ValueError(f"batch_size {batch} does not divide evenly over {here.size} processes")
+        raise InvalidSetup(f"batch_size {batch} does not divide evenly over {here.size} processes")
     steps_per_epoch = len(x) // batch  # drop the ragged tail; a new permutation each epoch
 
     model.to(device)
@@ -174,7 +175,7 @@ def fit(
     taps: dict[str, FeatureTap] = {}
     if loss_fn is not None and loss_fn.hints:
         if teacher is None:
-            raise ValueError("FitNets hints need the live teacher, not cached logits")
+            raise InvalidSetup("FitNets hints need the live teacher, not cached logits")
         taps = {"student": FeatureTap(model, loss_fn.hint_layers("student"), "student"),
                 "teacher": FeatureTap(teacher, loss_fn.hint_layers("teacher"), "teacher")}
         with torch.no_grad():  # one forward to learn the feature shapes, then build projections

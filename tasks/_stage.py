@@ -29,8 +29,9 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
     """Run one stage in the project around the working directory.
 
     An expected failure (bad params or input files, failed validation, failed registry
-    action) prints one message naming what is wrong, keeps it in reports/failed_stage.json
-    for the flow's summary, and exits 1; anything else is a bug and keeps its traceback.
+    action: a KdflowError, or a missing file) prints one message naming what is wrong, keeps it
+    in reports/failed_stage.json for the flow's summary, and exits 1; anything else, a bare
+    ValueError included, is a bug and keeps its traceback.
     """
     root = None
     try:
@@ -39,7 +40,7 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
         params = load_params(root / "params.yaml")
         _stop_after(name, params.launch.stage_timeout_minutes)
         run(params, root)
-    except (KdflowError, ProjectNotFound, ValueError, FileNotFoundError) as error:
+    except (KdflowError, ProjectNotFound, FileNotFoundError) as error:
         message = redact(str(error))  # a URI in an error must not print its password
         console.print(f"[bold red]{name} failed:[/] {safe(message)}", highlight=False)
         if root is not None:

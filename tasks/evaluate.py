@@ -22,6 +22,7 @@ from kdflow.compare import SampleResults, compare, gain_interval
 from kdflow.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.config import EvaluateConfig, Params
 from kdflow.data import load_split
+from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.lineage import file_md5
 from kdflow.memory import PeakMemory
@@ -50,7 +51,7 @@ ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout
 FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
 
 
-class ChampionMismatch(ValueError):
+class ChampionMismatch(KdflowError):
     """models/champion/ does not hold what champion.json says: run stage `champion` again."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kdflow.errors import InvalidSetup
 from kdflow.losses.dkd import DKD
 from kdflow.losses.fitnets import FitNetsHint
 from kdflow.losses.hinton import CrossEntropy, HintonKD
@@ -30,7 +31,7 @@ def build_term(cfg) -> nn.Module:
         return LogitStandardizedKD(cfg.temperature)
     if cfg.name == "fitnets":
         return FitNetsHint(cfg.student_layer, cfg.teacher_layer)
-    raise ValueError(f"unknown loss {cfg.name!r}")
+    raise InvalidSetup(f"unknown loss {cfg.name!r}")
 
 
 class DistillationLoss(nn.Module):

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdflow.errors import InvalidSetup
+
 
 class FitNetsHint(nn.Module):
     def __init__(self, student_layer: str, teacher_layer: str):
@@ -25,7 +27,7 @@ class FitNetsHint(nn.Module):
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
         if features is None:
-            raise ValueError("FitNets needs the hint features of student and teacher")
+            raise InvalidSetup("FitNets needs the hint features of student and teacher")
         # Features captured under autocast may be bf16; the projection and the MSE run in fp32.
         hint = features["student"][self.student_layer].flatten(1).float()
         guided = features["teacher"][self.teacher_layer].flatten(1).float()

@@ -62,6 +62,24 @@ def test_a_stage_past_its_timeout_stops_itself_with_a_message(project, capsys):
     assert "stage 'teacher' ran longer than launch.stage_timeout_minutes = 0.005 and was stopped" in capsys.readouterr().err
 
 
+def test_a_bug_keeps_its_traceback_and_a_setting_that_does_not_fit_is_a_message(project, capsys):
+    from kdflow.errors import InvalidSetup
+    from tasks._stage import main
+
+    def bug(params, root):
+        raise ValueError("an internal invariant broke")
+
+    with pytest.raises(ValueError, match="an internal invariant broke"):  # not swallowed into a one-line message
+        main("teacher", bug)
+
+    def misfit(params, root):
+        raise InvalidSetup("augment.crop does not apply to signals")
+
+    with pytest.raises(SystemExit) as exit:
+        main("teacher", misfit)
+    assert exit.value.code == 1 and "teacher failed: augment.crop does not apply to signals" in capsys.readouterr().err
+
+
 def test_the_quadratic_near_duplicate_search_is_capped_by_a_setting(prepared, tiny_params):
     capped = with_changes(tiny_params, validate={"near_duplicate_max_work": 1000.0})
     report = validate.run(capped, prepared)
