@@ -17,6 +17,8 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
+from kdflow.processes import stop_now
+
 CLEAR_REFS = Path("/proc/self/clear_refs")
 PROBE_SECONDS = 300.0  # one model loaded and run twice: seconds; a probe past this is stuck
 
@@ -105,6 +107,4 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
-            for process in list(getattr(self.pool, "_processes", {}).values()):  # a stuck probe must not hold us
-                process.kill()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            stop_now(self.pool)  # a stuck probe must not hold us

@@ -64,6 +64,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _legacy_history(tags: dict[str, str]) -> list[int]:
+    """The champions an older kdflow kept in one tag, oldest first (before the audit trail)."""
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
 def actor() -> str:
     return os.environ.get("KDFLOW_ACTOR") or getpass.getuser()
 
@@ -218,7 +223,7 @@ class Registry:
         if not self._model_exists():
             return []
         tags = self.client.get_registered_model(self.name).tags
-        return audit.champions(audit.entries(tags), json.loads(tags.get(HISTORY_TAG, "[]")))
+        return audit.champions(audit.entries(tags), _legacy_history(tags))
 
     def exists(self, version: int) -> bool:
         try:
@@ -306,7 +311,7 @@ class Registry:
         alias = model.aliases.get(CHAMPION)
         alias = int(alias) if alias is not None else None
         last = trail[-1] if trail else None
-        expected = last.version if last else (audit.champions([], json.loads(model.tags.get(HISTORY_TAG, "[]"))) or [None])[-1]
+        expected = last.version if last else (_legacy_history(model.tags) or [None])[-1]
         applied = lambda v: v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)  # noqa: E731
         if last is not None and alias == last.previous and alias != last.version and self.exists(last.version) \
                 and not applied(last.version):

@@ -351,7 +351,7 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
 
 
 def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     folder = root / cfg.path
     if not folder.is_dir():
@@ -370,8 +370,6 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     if size is not None:
         within_budget(cfg, folder, count * size[0] * size[1] * channels, f"{count:,} images of {size[0]} x {size[1]}")
     else:  # every image must have the first one's size: its header tells the total
-        from PIL import Image
-
         first_file = next(iter(listed.values()))[0]
         try:
             with Image.open(first_file) as image:
@@ -379,7 +377,6 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
             raise DataError(f"{first_file}: cannot be decoded as an image ({error})") from None
         within_budget(cfg, folder, count * width * height * channels, f"{count:,} images of {height} x {width}")
-    from PIL import Image
 
     pixels, labels, origin, first = [], [], [], None
     for label, name in enumerate(classes):

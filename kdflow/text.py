@@ -44,10 +44,14 @@ def markdown_text(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+!|~>])", r"\\\1", escaped).replace("\n", " ")
 
 
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
 def markdown_inline(text: str) -> str:
     """Inline code that its content cannot end (CommonMark: a longer backtick string)."""
     text = visible(text).replace("\n", " ")
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    fence = "`" * (_longest_backticks(text) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
@@ -56,6 +60,5 @@ def markdown_code(text: str) -> str:
     """A fenced code block that its content cannot end: the fence is longer than any run of
     backticks inside."""
     text = visible(text)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = "`" * max(3, _longest_backticks(text) + 1)
     return f"{fence}\n{text}\n{fence}"

@@ -101,26 +101,30 @@ def previous(state_path: Path) -> Path:
     return state_path.with_name(state_path.stem + ".prev" + state_path.suffix)
 
 
+def _incoming(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".new")
+
+
 def write_state(state_path: Path, payload: dict) -> None:
     """The new state, written and synced beside the old one, which is kept as `.prev` until
     the new one is in place: a crash at any moment leaves at least one whole state."""
-    with atomic_path(state_path.with_name(state_path.name + ".new")) as tmp:
+    with atomic_path(_incoming(state_path)) as tmp:
         torch.save(payload, tmp)
     if state_path.exists():
         state_path.replace(previous(state_path))
-    state_path.with_name(state_path.name + ".new").replace(state_path)
+    _incoming(state_path).replace(state_path)
 
 
 def discard_state(state_path: Path) -> None:
     """Remove a training state and its siblings, once the stage's outputs are safe."""
-    for path in (state_path, state_path.with_name(state_path.name + ".new"), previous(state_path)):
+    for path in (state_path, _incoming(state_path), previous(state_path)):
         path.unlink(missing_ok=True)
 
 
 def read_state(state_path: Path, label: str, console: Console) -> dict | None:
     """The latest training state that can be read: the state, else the one before it (a torn
     or damaged file is said and skipped, never a failure), else None (start from scratch)."""
-    for path in (state_path.with_name(state_path.name + ".new"), state_path, previous(state_path)):
+    for path in (_incoming(state_path), state_path, previous(state_path)):
         if not path.exists():
             continue
         try:

@@ -86,11 +86,12 @@ def candidate_lineage(root: Path) -> dict[str, str]:
     return {name: file_md5(root / path) for name, path in layout.LINEAGE_FILES.items()}
 
 
-def measured_files(root: Path) -> dict[str, str]:
-    """What `evaluate` measures, by MD5: the candidate's artifacts and every seed's student and
-    control (the gain over the control is judged on them)."""
+def measured_files(root: Path, lineage: dict[str, str] | None = None) -> dict[str, str]:
+    """What `evaluate` measures, by MD5: the candidate's artifacts (`lineage`, when the caller
+    has hashed them already) and every seed's student and control (the gain over the control
+    is judged on them)."""
     seeds = sorted((root / layout.STUDENTS).glob("*.pt"))
-    return candidate_lineage(root) | {str(layout.STUDENTS / p.name): file_md5(p) for p in seeds}
+    return (lineage or candidate_lineage(root)) | {str(layout.STUDENTS / p.name): file_md5(p) for p in seeds}
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

@@ -29,6 +29,7 @@ from kdflow.io import write_json
 from kdflow.lineage import file_md5
 from kdflow.losses import DistillationLoss
 from kdflow.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
+from kdflow.processes import stop_now
 from kdflow.train import Teaching, discard_state, fit, predict
 from tasks import layout
 from tasks._stage import console, main, run_key, write_csv
@@ -53,13 +54,6 @@ def control_result(future: Future):
     except BrokenProcessPool:
         raise ControlDied("the control's training process died before it finished (killed, or out of memory?); "
                           "run distill again: it resumes from the last saved epoch") from None
-
-
-def stop(pool: ProcessPoolExecutor) -> None:
-    """Stop the control's process now, without waiting for its epoch to end."""
-    for process in list(getattr(pool, "_processes", {}).values()):  # no public terminate before Python 3.14
-        process.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.Tensor:
@@ -139,7 +133,7 @@ def run(params: Params, root: Path) -> dict:
             results["control"][seed] = control_result(control) if control else train_control(*job)
     finally:
         if pool is not None:  # on a failure too: stop the control now, never wait for it
-            stop(pool)
+            stop_now(pool)
     if not distributed.world().is_main:
         return {}
 

@@ -141,7 +141,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.register_
     metrics = read_json(root / layout.METRICS)
     lineage = candidate_lineage(root)
-    measured_these(metrics, measured_files(root))
+    measured_these(metrics, measured_files(root, lineage))
     judged_this_champion(metrics, root)
     fp = fingerprint(lineage)
     # Where the data came from: not part of the fingerprint (the splits' bytes are), but
@@ -209,7 +209,8 @@ def run(params: Params, root: Path) -> dict:
             for v in verdicts:
                 console.print(f"  gate {v.gate}: {safe(str(v))}", highlight=False)
             if promote:
-                registry.promote(version, reason="all gates passed at registration", verify=True)
+                # A version logged just now was digested from what was uploaded; an existing one is checked.
+                registry.promote(version, reason="all gates passed at registration", verify=not created)
                 console.print(f"register: version {version} promoted to 'champion'")
             elif passed and rolled_back:
                 console.print(f"register: version {version} was rolled back before; not promoting it again")
