@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from kdflow.config import load_params
-from kdflow.data import make_mnist1d, stratified_split
-from kdflow.losses import DistillationLoss
-from kdflow.models import build_model, for_inference
-from kdflow.train import Teaching, fit, predict
+from kdflow.data.splits import make_mnist1d, stratified_split
+from kdflow.training.losses import DistillationLoss
+from kdflow.training.models import build_model, for_inference
+from kdflow.training.loop import Teaching, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 10

@@ -34,9 +34,9 @@ PYTHON = sys.executable
 
 BASELINE = """
 import json, torch
-from kdflow.data import load_split
-from kdflow.models import load_model
-from kdflow.train import predict
+from kdflow.data.splits import load_split
+from kdflow.training.models import load_model
+from kdflow.training.loop import predict
 test = load_split("data/prepared/test.npz")
 x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
 acc = {r: (predict(load_model(f"models/{r}.pt"), x).argmax(-1) == y).float().mean().item()
@@ -47,8 +47,8 @@ open("/dev/null", "w").write(json.dumps(acc))
 REPORT = """
 import time
 from pathlib import Path
-from kdflow import plots, report
-from kdflow.gates import Verdict
+from kdflow.evaluation import plots, report
+from kdflow.registry.gates import Verdict
 from kdflow.io import read_json
 from tasks import layout
 start = time.perf_counter()
@@ -87,7 +87,7 @@ def main() -> None:
         t_champion = timed([PYTHON, "-m", "tasks.champion"], env)
         # A stand-in champion: the control, under a made-up version number.
         shutil.copy(WORK / "models" / "control.pt", champion_dir / "student.pt")
-        from kdflow.lineage import file_md5
+        from kdflow.registry.lineage import file_md5
 
         info = {"model_name": "bench", "version": 0, "student_md5": file_md5(champion_dir / "student.pt")}
         (champion_dir / "champion.json").write_text(json.dumps(info))

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from kdflow.config import AugmentConfig, HintonTerm, ModelSpec, TrainConfig
-from kdflow.data import make_mnist1d, stratified_split
-from kdflow.losses import DistillationLoss
-from kdflow.models import build_model
-from kdflow.train import Teaching, accuracy, fit, predict
+from kdflow.data.splits import make_mnist1d, stratified_split
+from kdflow.training.losses import DistillationLoss
+from kdflow.training.models import build_model
+from kdflow.training.loop import Teaching, accuracy, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
 DRY = "--dry-run" in sys.argv

@@ -39,8 +39,8 @@ import torch
 import yaml
 
 from kdflow.config import parse_params
-from kdflow.data import load_split
-from kdflow.metrics import expected_calibration_error, macro_f1, top1_accuracy
+from kdflow.data.splits import load_split
+from kdflow.evaluation.metrics import expected_calibration_error, macro_f1, top1_accuracy
 from kdflow.settings import configure
 from tasks import champion, contract, distill, evaluate, layout, prepare, teacher, validate
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/validate_scale.py            # both parts
     .venv/bin/python bench/validate_scale.py --rows 100000   # a quicker look
 
-1. Stage `validate`'s checks (`kdflow.checks.check`) over train, validation and test of
+1. Stage `validate`'s checks (`kdflow.data.checks.check`) over train, validation and test of
    1,000,000 rows x 40 numeric features in all (80/10/10): the contract suites (Great
    Expectations, with Data Docs rendered as the stage does), the statistical tests (drift,
    class shares, target leaks on at most 50,000 rows), exact duplicates and conflicting
@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import ValidateConfig
-from kdflow.checks import check
-from kdflow.contract import learn
-from kdflow.data import Schema, Split, feature_names
-from kdflow.leakage import near_duplicates
-from kdflow.validation import Suites
+from kdflow.data.checks import check
+from kdflow.data.contract import learn
+from kdflow.data.splits import Schema, Split, feature_names
+from kdflow.data.leakage import near_duplicates
+from kdflow.data.validation import Suites
 
 RESULT = Path(__file__).resolve().parent / "results" / "validate_scale.json"
 

@@ -13,7 +13,7 @@ than below), and the bundled MNIST-1D (5,000 signals).
 For each dataset, 100 random stratified splits made exactly as stage `prepare` makes them
 (`tasks.prepare.make_splits`, seeds 0..99, params.yaml's fractions: identical rows kept in one
 split). Each split gets a contract learnt from its train split (stage `contract`), then the
-whole validation of stage `validate` (`kdflow.checks.check`: the contract's Great Expectations
+whole validation of stage `validate` (`kdflow.data.checks.check`: the contract's Great Expectations
 suites, drift, class shares, target leaks, duplicates, conflicting labels, near duplicates)
 with params.yaml's settings.
 
@@ -42,13 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kdflow.checks import check
+from kdflow.data.checks import check
 from kdflow.config import load_params
-from kdflow.contract import learn
-from kdflow.data import Split, make_mnist1d
-from kdflow.drift import is_discrete
-from kdflow.sources import LOADERS, Loaded
-from kdflow.validation import Suites
+from kdflow.data.contract import learn
+from kdflow.data.splits import Split, make_mnist1d
+from kdflow.data.drift import is_discrete
+from kdflow.data.sources import LOADERS, Loaded
+from kdflow.data.validation import Suites
 from tasks.prepare import make_splits
 
 ROOT = Path(__file__).resolve().parents[1]

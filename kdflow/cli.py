@@ -73,7 +73,7 @@ def _version(value: int) -> int:
 
 
 def _registry(root: Path):
-    from kdflow.registry import Registry
+    from kdflow.registry.client import Registry
 
     return Registry(load_params(root / "params.yaml").register_.model_name)
 

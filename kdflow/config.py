@@ -159,13 +159,13 @@ class ValidateConfig(_Strict):
         return self
 
 
-# The names of `kdflow.models.ZOO` (kept here so that config does not import torch models;
-# tests/kdflow/test_models.py checks that the two agree).
+# The names of `kdflow.training.models.ZOO` (kept here so that config does not import torch models;
+# tests/kdflow/training/test_models.py checks that the two agree).
 ZOO_NAMES = ("mlp", "cnn1d", "resnet")
 
 
 class ModelSpec(_Strict):
-    """A model: a zoo name (`kdflow.models.ZOO`) or a factory ``package.module:function``,
+    """A model: a zoo name (`kdflow.training.models.ZOO`) or a factory ``package.module:function``,
     called as ``factory(input_shape, num_classes, **kwargs)``."""
 
     name: str = Field(min_length=1)
@@ -352,7 +352,7 @@ class EvaluateConfig(_Strict):
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 1000  # for the intervals vs the champion
 
 
-# The axes compared with the champion (kdflow.compare.AXES; tests/kdflow/test_config.py keeps
+# The axes compared with the champion (kdflow.evaluation.compare.AXES; tests/kdflow/test_config.py keeps
 # the two in step), each "higher is better" except ece, nll and brier.
 CHAMPION_AXES = (
     "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc",

@@ -17,7 +17,7 @@ from rich.console import Console
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, write_json
-from kdflow.lineage import file_md5
+from kdflow.registry.lineage import file_md5
 from kdflow.settings import ProjectNotFound, configure, find_root
 from kdflow.text import redact, safe
 from tasks import layout
@@ -50,7 +50,7 @@ def main(name: str, run: Callable[[Params, Path], Any]) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.setitimer(signal.ITIMER_REAL, 0)
         if "torch.distributed" in sys.modules:  # only training stages start process groups
-            from kdflow import distributed
+            from kdflow.training import distributed
 
             distributed.teardown()
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from kdflow.config import Params
 from kdflow.io import write_json
-from kdflow.lineage import file_md5, fingerprint
-from kdflow.registry import Registry, RegistryError
+from kdflow.registry.lineage import file_md5, fingerprint
+from kdflow.registry.client import Registry, RegistryError
 from kdflow.text import redact, safe
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdflow import contract
+from kdflow.data import contract
 from kdflow.config import Params
-from kdflow.data import Schema, load_split
-from kdflow.lineage import file_md5
+from kdflow.data.splits import Schema, load_split
+from kdflow.registry.lineage import file_md5
 from tasks import layout
 from tasks._stage import console, main
 

@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from kdflow import device as devices
-from kdflow import distributed
+from kdflow.training import device as devices
+from kdflow.training import distributed
 from kdflow.config import Params
-from kdflow.data import Split, load_split
+from kdflow.data.splits import Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import write_json
-from kdflow.lineage import file_md5
-from kdflow.losses import DistillationLoss
-from kdflow.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
+from kdflow.registry.lineage import file_md5
+from kdflow.training.losses import DistillationLoss
+from kdflow.training.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
 from kdflow.processes import stop_now
-from kdflow.train import Teaching, discard_state, fit, predict
+from kdflow.training.loop import Teaching, discard_state, fit, predict
 from tasks import layout
 from tasks._stage import console, main, run_key, write_csv
 

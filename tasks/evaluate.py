@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdflow.compare import SampleResults, compare, gain_interval
-from kdflow.compress import OnnxModel, export_onnx, parity, quantize_int8
+from kdflow.evaluation.compare import SampleResults, compare, gain_interval
+from kdflow.evaluation.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.config import EvaluateConfig, Params
-from kdflow.data import load_split
+from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
-from kdflow.lineage import file_md5
-from kdflow.memory import PeakMemory
-from kdflow.metrics import (
+from kdflow.registry.lineage import file_md5
+from kdflow.evaluation.memory import PeakMemory
+from kdflow.evaluation.metrics import (
     brier_score,
     count_macs,
     expected_calibration_error,
@@ -40,10 +40,10 @@ from kdflow.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model, trusted_factories
-from kdflow.ood import detection, msp, neg_energy, permuted
-from kdflow.robustness import corrupted_sets, fgsm, pgd
-from kdflow.train import predict
+from kdflow.training.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model, trusted_factories
+from kdflow.evaluation.ood import detection, msp, neg_energy, permuted
+from kdflow.evaluation.robustness import corrupted_sets, fgsm, pgd
+from kdflow.training.loop import predict
 from tasks import layout
 from tasks._stage import console, main, measured_files, write_csv
 
@@ -64,7 +64,7 @@ class TestBench:
     y: torch.Tensor
     val_x: torch.Tensor  # for temperature scaling only
     val_y: torch.Tensor
-    scale: torch.Tensor | float = 1.0  # unit of noise and attacks per feature (see kdflow.robustness)
+    scale: torch.Tensor | float = 1.0  # unit of noise and attacks per feature (see kdflow.evaluation.robustness)
     corrupted: dict = field(init=False)
     ood_x: torch.Tensor = field(init=False)
     teacher_logits: torch.Tensor | None = None

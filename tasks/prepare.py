@@ -1,7 +1,7 @@
 """Stage `prepare`: read the configured source and write train, validation and test splits.
 
 The source is the bundled MNIST-1D or scikit-learn digits, or the user's own table, NPZ arrays
-or image folders under data/raw/ (see kdflow/sources.py). The splits are the user's own (a split
+or image folders under data/raw/ (see kdflow/data/sources.py). The splits are the user's own (a split
 column, or split arrays) or made here: stratified by label, seeded, grouped when a group
 column is declared, and with identical rows kept in one split. Validation is carved from the training part, so the test split stays
 untouched until `evaluate`.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params
-from kdflow.data import Split, content_ids, holdout_indices, merge_groups, save_split
-from kdflow.sources import DataError, Loaded, load
+from kdflow.data.splits import Split, content_ids, holdout_indices, merge_groups, save_split
+from kdflow.data.sources import DataError, Loaded, load
 from kdflow.text import safe
 from tasks import layout
 from tasks._stage import console, main

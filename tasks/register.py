@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from kdflow.config import Params
-from kdflow.data import load_split
+from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
-from kdflow.gates import check
+from kdflow.registry.gates import check
 from kdflow.io import atomic_path, read_json, write_json
-from kdflow.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
-from kdflow.models import load_checkpoint, trusted_factories
+from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
+from kdflow.training.models import load_checkpoint, trusted_factories
 from kdflow.text import safe
-from kdflow.registry import (
+from kdflow.registry.client import (
     CHAMPION,
     CHECKPOINT_ARTIFACT,
     FINGERPRINT_TAG,
@@ -231,7 +231,7 @@ def run(params: Params, root: Path) -> dict:
 def write_report(root: Path, figures_dir: Path, metrics: dict, verdicts: list, summary: dict, lineage: dict) -> None:
     """Draw every plot as SVG (files in `figures_dir` for MLflow, whose UI shows them, and
     inline in the report) and write the self-contained HTML report."""
-    from kdflow import plots, report
+    from kdflow.evaluation import plots, report
 
     sources = {
         "history": root / layout.DISTILL_HISTORY, "reliability": root / layout.RELIABILITY,

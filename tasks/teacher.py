@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from kdflow import distributed
+from kdflow.training import distributed
 from kdflow.config import Params
-from kdflow.data import load_split
+from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, read_json, write_json
-from kdflow.lineage import file_md5
-from kdflow.models import build_model, count_parameters, import_teacher, save_checkpoint
-from kdflow.train import accuracy, discard_state, fit, predict
+from kdflow.registry.lineage import file_md5
+from kdflow.training.models import build_model, count_parameters, import_teacher, save_checkpoint
+from kdflow.training.loop import accuracy, discard_state, fit, predict
 from tasks import layout
 from tasks._stage import main, run_key, write_csv
 

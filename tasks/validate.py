@@ -1,7 +1,7 @@
 """Stage `validate`: every split against the data contract (Great Expectations suites made from
 data/contract.yaml), then the statistical checks (drift from train, class shares, target leaks:
 tests judged by how surprising a difference is for the rows at hand) and leakage; the checks
-themselves are `kdflow.checks`.
+themselves are `kdflow.data.checks`.
 
 Any failure stops the pipeline here, before training, with the failing expectations or rows
 named. The report (reports/validation.json) says whether the data passed and lists every
@@ -16,16 +16,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kdflow.checks import Verdict, check
+from kdflow.data.checks import Verdict, check
 from kdflow.config import Params
-from kdflow.contract import DataContract, check_matches, class_counts
-from kdflow.contract import read as read_contract
-from kdflow.data import SPLITS, Schema, Split, load_split
+from kdflow.data.contract import DataContract, check_matches, class_counts
+from kdflow.data.contract import read as read_contract
+from kdflow.data.splits import SPLITS, Schema, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import umask, write_json
-from kdflow.lineage import file_md5
+from kdflow.registry.lineage import file_md5
 from kdflow.text import safe
-from kdflow.validation import Suites
+from kdflow.data.validation import Suites
 from tasks import layout
 from tasks._stage import console, main
 

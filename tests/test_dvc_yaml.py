@@ -66,6 +66,8 @@ def imported_files(path) -> set:
             for name in names:
                 if name.split(".")[0] in ("kdflow", "tasks") and (found := module_file(name)) is not None:
                     todo.append(found)
+                    parts = name.split(".")  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+                    todo += [p for i in range(1, len(parts)) if (p := module_file(".".join(parts[:i]))) is not None]
     return seen
 
 
@@ -132,7 +134,7 @@ def test_the_flow_runs_the_stages_of_dvc_yaml_in_its_order_and_every_source_is_c
 
     from flows.lifecycle import STAGES as FLOW
     from kdflow.config import PrepareConfig
-    from kdflow.sources import LOADERS
+    from kdflow.data.sources import LOADERS
 
     assert list(FLOW) == list(STAGES)
     assert set(LOADERS) == set(typing.get_args(PrepareConfig.model_fields["dataset"].annotation))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdflow.lineage import file_md5
-from kdflow.registry import CHALLENGER, CHAMPION, Registry
+from kdflow.registry.lineage import file_md5
+from kdflow.registry.client import CHALLENGER, CHAMPION, Registry
 from tasks import layout
 from tests.conftest import TINY, make_project, write_params
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from kdflow.config import AugmentConfig, ModelSpec, TrainConfig
-from kdflow.data import Split
+from kdflow.data.splits import Split
 
 
 def blobs(n: int, seed: int, classes: int = 3, dims: int = 8) -> Split:
@@ -31,8 +31,8 @@ CFG = TrainConfig(epochs=12, batch_size=64, lr=0.01, threads=1, device="cpu",
 
 
 def train_reference(state_path=None, epochs: int = CFG.epochs, n: int = 2000):
-    from kdflow.models import build_model
-    from kdflow.train import fit
+    from kdflow.training.models import build_model
+    from kdflow.training.loop import fit
 
     cfg = CFG.model_copy(update={"epochs": epochs})
     return fit(build_model(SPEC, [8], 3, seed=0), blobs(n, 0), blobs(200, 1), cfg,
@@ -40,7 +40,7 @@ def train_reference(state_path=None, epochs: int = CFG.epochs, n: int = 2000):
 
 
 if __name__ == "__main__":
-    from kdflow import distributed
+    from kdflow.training import distributed
 
     out, state = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else CFG.epochs

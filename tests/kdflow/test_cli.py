@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kdflow.cli import app
-from kdflow.registry import CHAMPION, Registry
+from kdflow.registry.client import CHAMPION, Registry
 from tests.conftest import TINY
-from tests.kdflow.test_registry import add_version
+from tests.kdflow.registry.test_client import add_version
 
 runner = CliRunner()
 

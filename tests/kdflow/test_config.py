@@ -97,7 +97,7 @@ def test_gates_are_checked_against_what_is_measured():
 
 
 def test_the_champion_axes_are_the_compared_axes():
-    from kdflow.compare import AXES
+    from kdflow.evaluation.compare import AXES
     from kdflow.config import CHAMPION_AXES
 
     assert set(CHAMPION_AXES) == set(AXES)

@@ -1,7 +1,7 @@
 """The bad-input corpus, stage by stage: each bad input goes through the stages as `dvc repro`
 starts them (prepare, contract, validate), and must stop one of them with exit status 1 and a
 message naming the file, column, rows or expectation, before anything is trained or
-registered. (tests/kdflow/test_sources.py checks the readers' messages in more detail;
+registered. (tests/kdflow/data/test_sources.py checks the readers' messages in more detail;
 tests/flows/test_lifecycle_e2e.py runs one bad input through the real flow and registry.)"""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from kdflow.io import read_json
-from kdflow.registry import CHALLENGER, Registry
+from kdflow.registry.client import CHALLENGER, Registry
 from tasks import champion, contract, distill, evaluate, layout, prepare, register, teacher, validate
 from tests.tasks.test_stages import with_changes
 

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from kdflow.data import Split, load_split, save_split
+from kdflow.data.splits import Split, load_split, save_split
 from kdflow.io import read_json
-from kdflow.lineage import file_md5
-from kdflow.registry import CHALLENGER, CHAMPION, Registry
+from kdflow.registry.lineage import file_md5
+from kdflow.registry.client import CHALLENGER, CHAMPION, Registry
 from tasks import champion, contract, distill, evaluate, layout, prepare, register, teacher, validate
 from tasks.validate import ValidationFailed
 
@@ -210,7 +210,7 @@ def test_a_tampered_logit_cache_fails_loudly(trained, tiny_params):
     cache["logits"][:] += 1.0  # same keys, wrong values
     torch.save(cache, trained / layout.TEACHER_LOGITS)
     train = load_split(trained / layout.SPLIT_FILES["train"])
-    from kdflow.models import load_model
+    from kdflow.training.models import load_model
 
     with pytest.raises(distill.CacheMismatch, match="differs from a live forward"):
         distill.cached_logits(trained, load_model(trained / layout.TEACHER), train)

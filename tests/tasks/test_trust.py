@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from kdflow.io import read_json
-from kdflow.lineage import file_md5
-from kdflow.models import MLP
-from kdflow.registry import CHAMPION, STUDENT_MD5_TAG, Registry
+from kdflow.registry.lineage import file_md5
+from kdflow.training.models import MLP
+from kdflow.registry.client import CHAMPION, STUDENT_MD5_TAG, Registry
 from tasks import champion, distill, evaluate, layout, register
 from tasks.register import StaleMetrics
 from tests.tasks.test_stages import distill_and_judge, prepared, trained, with_changes  # noqa: F401 - fixtures

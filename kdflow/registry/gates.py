@@ -1,0 +1,162 @@
+"""Promotion gates: small checks over evaluation metrics, each giving a verdict with its reason.
+
+A challenger becomes champion only when every gate passes; every verdict is recorded on the
+model version, so "why was this promoted (or not)?" has an answer in the registry. Each gate
+is set per axis in `register.gates` (params.yaml); a gate left out is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdflow.evaluation.compare import worse_by
+from kdflow.config import GatesConfig
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str
+    passed: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{'pass' if self.passed else 'FAIL'}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class MinAccuracy:
+    """The student's test accuracy is at least a floor."""
+
+    floor: float
+    name: str = "min_student_accuracy"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        acc = metrics["student"]["accuracy"]
+        return Verdict(self.name, acc >= self.floor, f"student accuracy {acc:.4f} vs floor {self.floor:.4f}")
+
+
+@dataclass(frozen=True)
+class BeatsControl:
+    """Distillation paid off: the student gains at least `min_gain` accuracy over the control
+    (the same student trained without the teacher), mean over the seeds.
+
+    With a `min_gain` of 0 or less (distillation must not cost more than that) it fails, like
+    the champion gates, only on evidence: when the whole 95 % bootstrap interval of the gain is
+    below `min_gain`, so a tie within noise on a small test split is not refused. A positive
+    `min_gain` is a gain to show: the mean must reach it. The interval resamples the test
+    samples; it does not see how much another training seed would move either model."""
+
+    min_gain: float
+    name: str = "min_gain_over_control"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        seeds = metrics.get("seeds") or {}
+        if "student_minus_control_ci_high" in seeds and self.min_gain <= 0:
+            gain, low, high = (seeds[f"student_minus_control_{k}"] for k in ("mean", "ci_low", "ci_high"))
+            over = f" over {seeds['count']} seeds" if seeds.get("count", 1) > 1 else ""
+            return Verdict(self.name, high >= self.min_gain,
+                           f"mean student - control accuracy{over} {gain:+.4f} (95% CI {low:+.4f} to {high:+.4f}) "
+                           f"vs required {self.min_gain:+.4f}")
+        # Metrics without an interval (from an earlier kdflow): the point estimate, as then.
+        if seeds.get("count", 1) > 1:
+            gain = seeds["student_minus_control_mean"]
+            what = f"mean student - control accuracy over {seeds['count']} seeds {gain:+.4f}"
+        else:
+            gain = metrics["student"]["accuracy"] - metrics["control"]["accuracy"]
+            what = f"student - control accuracy {gain:+.4f}"
+        return Verdict(self.name, gain >= self.min_gain, f"{what} vs required {self.min_gain:+.4f}")
+
+
+@dataclass(frozen=True)
+class MaxECE:
+    """The student is calibrated: its expected calibration error is at most a ceiling."""
+
+    ceiling: float
+    name: str = "max_ece"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        ece = metrics["student"]["ece"]
+        return Verdict(self.name, ece <= self.ceiling, f"student ECE {ece:.4f} vs ceiling {self.ceiling:.4f}")
+
+
+@dataclass(frozen=True)
+class MaxP95Latency:
+    """The student answers fast enough: p95 latency at a batch size is at most a ceiling."""
+
+    batch_size: int
+    ceiling_ms: float
+
+    @property
+    def name(self) -> str:
+        return f"max_p95_latency_ms.b{self.batch_size}"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        p95 = metrics["student"][f"latency_b{self.batch_size}_p95_ms"]
+        threads = metrics.get("comparison", {}).get("latency_threads")
+        where = f" ({threads} thread(s))" if threads else ""
+        return Verdict(
+            self.name, p95 <= self.ceiling_ms,
+            f"student p95 latency at batch {self.batch_size} {p95:.3f} ms{where} vs ceiling {self.ceiling_ms:.3f} ms",
+        )
+
+
+@dataclass(frozen=True)
+class MinRelativeRobustness:
+    """The student keeps enough of the teacher's robustness: its mean corruption accuracy over
+    the teacher's is at least a floor."""
+
+    floor: float
+    name: str = "min_relative_robustness"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        ratio = metrics["student"]["relative_robustness"]
+        return Verdict(self.name, ratio >= self.floor, f"corruption accuracy {ratio:.3f} of the teacher's vs floor {self.floor:.3f}")
+
+
+@dataclass(frozen=True)
+class NoRegression:
+    """No silent regression on one axis: the student may be worse than the champion it is
+    judged against by at most `max_drop`, and it fails only when the whole bootstrap interval of
+    the difference says it is worse by more. Without a champion, or with one for other data
+    (other inputs or classes), there is nothing to regress from, and the gate passes saying why.
+    A champion that exists but could not be judged against (`unjudged`: its artifacts could not
+    be fetched intact, or its checkpoint was refused) fails the gate: no promotion on a
+    comparison that was never made."""
+
+    axis: str
+    max_drop: float
+
+    @property
+    def name(self) -> str:
+        return f"max_drop_vs_champion.{self.axis}"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        reference = metrics.get("vs_champion") or {"version": None, "reason": "no comparison was made"}
+        if reference.get("unjudged"):
+            return Verdict(self.name, False, f"{reference['reason']}; not promoted on a comparison never made "
+                           "(fix the registry and run again, or promote by hand with `kdflow promote --force`)")
+        if "axes" not in reference:  # nothing to regress from: no champion, or not comparable
+            prefix = "" if reference["version"] is not None else "no champion to compare with: "
+            return Verdict(self.name, True, f"{prefix}{reference['reason']}")
+        entry = reference["axes"][self.axis]
+        drop, low, high = worse_by(entry)
+        return Verdict(
+            self.name, low <= self.max_drop,
+            f"{self.axis} {entry['candidate']:.4f} vs champion v{reference['version']} {entry['reference']:.4f}: "
+            f"worse by {drop:+.4f} (95% CI {low:+.4f} to {high:+.4f}) vs tolerated {self.max_drop:.4f}",
+        )
+
+
+def gates_from_config(cfg: GatesConfig) -> list:
+    gates: list = [MinAccuracy(cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
+    if cfg.max_ece is not None:
+        gates.append(MaxECE(cfg.max_ece))
+    gates += [MaxP95Latency(batch, ms) for batch, ms in sorted(cfg.max_p95_latency_ms.items())]
+    if cfg.min_relative_robustness is not None:
+        gates.append(MinRelativeRobustness(cfg.min_relative_robustness))
+    gates += [NoRegression(axis, drop) for axis, drop in cfg.max_drop_vs_champion.items()]
+    return gates
+
+
+def check(metrics: dict, cfg: GatesConfig) -> list[Verdict]:
+    return [gate(metrics) for gate in gates_from_config(cfg)]
