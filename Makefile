@@ -5,15 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench lock clean
+.PHONY: setup run test test-fast lint format bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock kdflow/data/offline_docs.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "setting up $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install --disable-pip-version-check -c requirements.lock -e ".[dev]" \
 		> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@$(BIN)/python -m kdflow.data.offline_docs fetch  # Data Docs' scripts and styles, so that they work offline
 	@touch $(STAMP)
 
 run: setup
@@ -24,6 +25,17 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e"
+
+# Lint (ruff), formatting (ruff format) and types (mypy), as CI runs them before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Apply ruff's safe fixes and its formatting.
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: setup
 	$(BIN)/python bench/lifecycle.py

@@ -22,9 +22,9 @@ import torch
 
 from kdflow.config import load_params
 from kdflow.data.splits import make_mnist1d, stratified_split
+from kdflow.training.loop import Teaching, fit, predict
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model, for_inference
-from kdflow.training.loop import Teaching, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 10
@@ -62,8 +62,9 @@ def main() -> None:
     def run(augmented: bool, teaching_kind: str | None) -> list[float]:
         train_cfg = cfg.train.model_copy(update={"epochs": EPOCHS, "seed": 0})
         if not augmented:
-            train_cfg = train_cfg.model_copy(update={"augment": train_cfg.augment.model_copy(
-                update={"shift": 0, "noise": 0.0, "scale": 0.0, "mixup": 0.0})})
+            train_cfg = train_cfg.model_copy(
+                update={"augment": train_cfg.augment.model_copy(update={"shift": 0, "noise": 0.0, "scale": 0.0, "mixup": 0.0})}
+            )
         teaching = None
         if teaching_kind == "cached":
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), None, predict(teacher, torch.from_numpy(train.x)))
@@ -80,7 +81,8 @@ def main() -> None:
             times[name] += run(augmented, kind)
         times["forward"].append(teacher_forward_epoch(fused, train, cfg.train))
     control_plain, cached, control_aug, live, forward = (
-        statistics.median(times[name]) for name in ("control_plain", "cached", "control_aug", "live", "forward"))
+        statistics.median(times[name]) for name in ("control_plain", "cached", "control_aug", "live", "forward")
+    )
     result = {
         "threads": torch.get_num_threads(),
         "train_rows": len(train),

@@ -21,9 +21,9 @@ import torch
 
 from kdflow.config import AugmentConfig, HintonTerm, ModelSpec, TrainConfig
 from kdflow.data.splits import make_mnist1d, stratified_split
+from kdflow.training.loop import Teaching, accuracy, fit, predict
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model
-from kdflow.training.loop import Teaching, accuracy, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
 DRY = "--dry-run" in sys.argv
@@ -47,11 +47,22 @@ def parity(train, val, test) -> dict:
     cfg = TrainConfig(epochs=EPOCHS, batch_size=128, lr=3e-3, augment=AugmentConfig(shift=10, noise=0.05, mixup=1.0))
     out = {}
     for name, device in (("cpu", "cpu"), ("cuda", DEVICE)):
-        teacher = fit(build_model(ModelSpec(name="cnn1d", kwargs={"channels": 32}), train.sample_shape, 10, seed=0),
-                      train, val, cfg.model_copy(update={"device": device, "epochs": EPOCHS // 2}), label=f"teacher {device}").model
+        teacher = fit(
+            build_model(ModelSpec(name="cnn1d", kwargs={"channels": 32}), train.sample_shape, 10, seed=0),
+            train,
+            val,
+            cfg.model_copy(update={"device": device, "epochs": EPOCHS // 2}),
+            label=f"teacher {device}",
+        ).model
         teaching = Teaching(DistillationLoss.from_config([HintonTerm(name="hinton")]), teacher)
-        student = fit(build_model(ModelSpec(name="mlp"), train.sample_shape, 10, seed=0), train, val,
-                      cfg.model_copy(update={"device": device}), teaching=teaching, label=f"student {device}").model
+        student = fit(
+            build_model(ModelSpec(name="mlp"), train.sample_shape, 10, seed=0),
+            train,
+            val,
+            cfg.model_copy(update={"device": device}),
+            teaching=teaching,
+            label=f"student {device}",
+        ).model
         x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
         out[name] = accuracy(predict(student, x), y)
     out["difference"] = abs(out["cpu"] - out["cuda"])

@@ -35,17 +35,27 @@ RESULT = ROOT / "bench" / "results" / "real_images.json"
 AUGMENT = {"crop": 2, "flip": True, "mixup": 0.2}
 PARAMS = {
     "launch": {"command": "python"},
-    "prepare": {"dataset": "images", "path": "data/raw/digits", "images": {"size": [16, 16], "mode": "L"},
-                "test_fraction": 0.2, "val_fraction": 0.1},
-    "teacher": {"model": {"name": "resnet", "kwargs": {"width": 16, "blocks": [1, 1, 1]}},
-                "train": {"epochs": 40, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "threads": 1,
-                          "augment": AUGMENT}},
-    "distill": {"student": {"name": "resnet", "kwargs": {"width": 8, "blocks": [1, 1]}},
-                "losses": [{"name": "hinton", "weight": 1.0, "temperature": 4.0}, {"name": "ce", "weight": 0.5}],
-                "train": {"epochs": 150, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "threads": 1,
-                          "augment": AUGMENT}},
-    "register": {"experiment": "kdflow-bench", "model_name": "kdflow-digits-student",
-                 "gates": {"min_student_accuracy": 0.9, "min_gain_over_control": 0.0}},
+    "prepare": {
+        "dataset": "images",
+        "path": "data/raw/digits",
+        "images": {"size": [16, 16], "mode": "L"},
+        "test_fraction": 0.2,
+        "val_fraction": 0.1,
+    },
+    "teacher": {
+        "model": {"name": "resnet", "kwargs": {"width": 16, "blocks": [1, 1, 1]}},
+        "train": {"epochs": 40, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "threads": 1, "augment": AUGMENT},
+    },
+    "distill": {
+        "student": {"name": "resnet", "kwargs": {"width": 8, "blocks": [1, 1]}},
+        "losses": [{"name": "hinton", "weight": 1.0, "temperature": 4.0}, {"name": "ce", "weight": 0.5}],
+        "train": {"epochs": 150, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "threads": 1, "augment": AUGMENT},
+    },
+    "register": {
+        "experiment": "kdflow-bench",
+        "model_name": "kdflow-digits-student",
+        "gates": {"min_student_accuracy": 0.9, "min_gain_over_control": 0.0},
+    },
 }
 
 
@@ -55,7 +65,7 @@ def write_pngs(folder: Path) -> int:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         path = folder / str(label) / f"{i:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(path)
@@ -83,13 +93,16 @@ def one_run(work: Path, seed: int) -> dict:
     seconds = time.perf_counter() - start
     student, teacher_row = metrics["student"], metrics["teacher"]
     return {
-        "seed": seed, "images": images,
+        "seed": seed,
+        "images": images,
         **{f"{role}_accuracy": round(metrics[role]["accuracy"], 4) for role in ("teacher", "student", "control")},
         "student_corruption_accuracy": round(student["corruption_accuracy"], 4),
         "student_relative_robustness": round(student["relative_robustness"], 4),
         "student_ood_msp_auroc": round(student["ood"]["msp_auroc"], 4),
-        "teacher_macs": teacher_row["macs"], "student_macs": student["macs"],
-        "teacher_p95_ms_b1": teacher_row["latency_b1_p95_ms"], "student_p95_ms_b1": student["latency_b1_p95_ms"],
+        "teacher_macs": teacher_row["macs"],
+        "student_macs": student["macs"],
+        "teacher_p95_ms_b1": teacher_row["latency_b1_p95_ms"],
+        "student_p95_ms_b1": student["latency_b1_p95_ms"],
         "promoted": registered["promoted"],
         "wall_seconds": round(seconds, 1),
     }

@@ -71,7 +71,9 @@ def write_table(name: str, path: Path) -> None:
         elif name == "anes96":
             frame = data.drop(columns="vote").assign(label=np.where(data["vote"] > 0, "dole", "clinton"))
         else:
-            frame = data.drop(columns=["NABOVE", "NBELOW"]).assign(label=np.where(data["NABOVE"] > data["NBELOW"], "above", "below"))
+            frame = data.drop(columns=["NABOVE", "NBELOW"]).assign(
+                label=np.where(data["NABOVE"] > data["NBELOW"], "above", "below")
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
 
@@ -83,8 +85,12 @@ def project(work: Path, name: str, seed: int) -> Path:
     raw = yaml.safe_load(yaml.safe_dump(PRESET))
     raw["prepare"]["seed"] = seed
     if name == "digits":
-        raw["prepare"] = {"dataset": "digits", "test_fraction": raw["prepare"]["test_fraction"],
-                          "val_fraction": raw["prepare"]["val_fraction"], "seed": seed}
+        raw["prepare"] = {
+            "dataset": "digits",
+            "test_fraction": raw["prepare"]["test_fraction"],
+            "val_fraction": raw["prepare"]["val_fraction"],
+            "seed": seed,
+        }
     else:
         write_table(name, root / "data/raw/table.csv")
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -110,8 +116,11 @@ def baselines(root: Path, seed: int) -> dict:
         model.fit(x, y)
         logits = torch.from_numpy(np.log(np.clip(model.predict_proba(test.x), 1e-12, 1.0))).float()
         labels = torch.from_numpy(test.y)
-        out[name] = {"accuracy": top1_accuracy(logits, labels), "macro_f1": macro_f1(logits, labels),
-                     "ece": expected_calibration_error(logits, labels, 15)}
+        out[name] = {
+            "accuracy": top1_accuracy(logits, labels),
+            "macro_f1": macro_f1(logits, labels),
+            "ece": expected_calibration_error(logits, labels, 15),
+        }
     return out
 
 
@@ -158,24 +167,31 @@ def main() -> None:
             rows = [one_run(work, name, seed) for seed in range(args.seeds)]
             tables[name] = summarise(rows)
             t = tables[name]
-            print(f"{name}: teacher {t['teacher']['accuracy']['mean']:.4f} student {t['student']['accuracy']['mean']:.4f} "
-                  f"control {t['control']['accuracy']['mean']:.4f} logreg {t['logistic_regression']['accuracy']['mean']:.4f} "
-                  f"hgb {t['gradient_boosting']['accuracy']['mean']:.4f} student ECE scaled {t['student']['ece_scaled']['mean']:.4f}",
-                  flush=True)
+            print(
+                f"{name}: teacher {t['teacher']['accuracy']['mean']:.4f} student {t['student']['accuracy']['mean']:.4f} "
+                f"control {t['control']['accuracy']['mean']:.4f} logreg {t['logistic_regression']['accuracy']['mean']:.4f} "
+                f"hgb {t['gradient_boosting']['accuracy']['mean']:.4f} student ECE scaled {t['student']['ece_scaled']['mean']:.4f}",
+                flush=True,
+            )
             os.environ.clear()
             os.environ.update(saved)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.seeds == 5:  # tables measured earlier keep their rows; each is dated
         kept = json.loads(RESULT.read_text())["tables"] if RESULT.exists() else {}
-        tables = {**kept, **{name: row | {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "commit": commit()}
-                             for name, row in tables.items()}}
+        tables = {
+            **kept,
+            **{name: row | {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "commit": commit()} for name, row in tables.items()},
+        }
     tuned = [n for n in SKLEARN if n in tables]
     result = {
         "tables": tables,
         "targets": {
-            "student_beats_control_on_the_mean": round(float(np.mean([tables[n]["student_minus_control"]["mean"] for n in tuned])), 4)
-            if tuned else None,
+            "student_beats_control_on_the_mean": round(
+                float(np.mean([tables[n]["student_minus_control"]["mean"] for n in tuned])), 4
+            )
+            if tuned
+            else None,
             "student_minus_better_baseline_at_least_-0.01": {n: tables[n]["student_minus_better_baseline"] for n in tuned},
             "student_ece_after_temperature_scaling_at_most_0.05": {n: tables[n]["student"]["ece_scaled"]["mean"] for n in tuned},
         },

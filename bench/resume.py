@@ -32,7 +32,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for trial in range(TRIALS):
             state, out = Path(tmp) / f"state{trial}.pt", Path(tmp) / f"out{trial}.pt"
-            worker = subprocess.Popen([*WORKER, str(out), str(state), str(EPOCHS), str(ROWS)], cwd=REPO, stderr=subprocess.DEVNULL)
+            worker = subprocess.Popen(
+                [*WORKER, str(out), str(state), str(EPOCHS), str(ROWS)], cwd=REPO, stderr=subprocess.DEVNULL
+            )
             while not state.exists():  # training has started and written its first epoch
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 5.0))
@@ -42,14 +44,18 @@ def main() -> None:
             saved = torch.load(state, weights_only=True)
             epoch_seconds = statistics.median(h["seconds"] for h in saved["history"])
             lost = killed - state.stat().st_mtime
-            resumed = subprocess.run([*WORKER, str(out), str(state), str(EPOCHS), str(ROWS)], cwd=REPO, capture_output=True, text=True)
-            trials.append({
-                "killed_after_epoch": saved["epoch"],
-                "lost_seconds": round(lost, 3),
-                "epoch_seconds": round(epoch_seconds, 3),
-                "lost_epochs": round(lost / epoch_seconds, 2),
-                "resumed_from_last_epoch": f"resuming after epoch {saved['epoch']}" in resumed.stderr,
-            })
+            resumed = subprocess.run(
+                [*WORKER, str(out), str(state), str(EPOCHS), str(ROWS)], cwd=REPO, capture_output=True, text=True
+            )
+            trials.append(
+                {
+                    "killed_after_epoch": saved["epoch"],
+                    "lost_seconds": round(lost, 3),
+                    "epoch_seconds": round(epoch_seconds, 3),
+                    "lost_epochs": round(lost / epoch_seconds, 2),
+                    "resumed_from_last_epoch": f"resuming after epoch {saved['epoch']}" in resumed.stderr,
+                }
+            )
     result = {
         "trials": trials,
         "max_lost_epochs": max(t["lost_epochs"] for t in trials),

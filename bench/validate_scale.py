@@ -33,8 +33,8 @@ import numpy as np
 from kdflow.config import ValidateConfig
 from kdflow.data.checks import check
 from kdflow.data.contract import learn
-from kdflow.data.splits import Schema, Split, feature_names
 from kdflow.data.leakage import near_duplicates
+from kdflow.data.splits import Schema, Split, feature_names
 from kdflow.data.validation import Suites
 
 RESULT = Path(__file__).resolve().parent / "results" / "validate_scale.json"
@@ -50,15 +50,18 @@ def full_validation(rows: int) -> dict:
     start = time.perf_counter()
     schema = Schema(feature_names([40]), "label", [str(i) for i in range(10)])
     cfg = ValidateConfig(near_duplicate_distance=None)  # timed on its own below
-    agreed = learn(splits["train"], schema, "bench", tolerance=cfg.value_tolerance, proportion_tolerance=0.1,
-                   min_rows=1, max_rows=10_000_000)
+    agreed = learn(
+        splits["train"], schema, "bench", tolerance=cfg.value_tolerance, proportion_tolerance=0.1, min_rows=1, max_rows=10_000_000
+    )
     with tempfile.TemporaryDirectory() as docs:
         verdict = check(splits, agreed, cfg, Suites(agreed, Path(docs)), contract_from_train=True)
     total = time.perf_counter() - start
     return {
-        "rows": rows, "features": 40,
+        "rows": rows,
+        "features": 40,
         "seconds": {**verdict.seconds, "total": round(total, 1)},
-        "failures": len(verdict.problems), "tests": len(verdict.tests),
+        "failures": len(verdict.problems),
+        "tests": len(verdict.tests),
         "smallest_p_adjusted": float(f"{min(t.p_adjusted for t in verdict.tests):.3g}"),
     }
 
@@ -74,8 +77,14 @@ def near_duplicate_check(rows: int, planted: int = 1000) -> dict:
     (leak,) = near_duplicates({"train": train, "test": test}, max_distance=threshold, limit=rows)
     seconds = time.perf_counter() - start
     found = set(leak.rows_second)
-    return {"rows": rows, "planted": planted, "threshold": threshold, "found": leak.count, "recall": len(found & set(where.tolist())) / planted,
-            "seconds": round(seconds, 1)}
+    return {
+        "rows": rows,
+        "planted": planted,
+        "threshold": threshold,
+        "found": leak.count,
+        "recall": len(found & set(where.tolist())) / planted,
+        "seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:

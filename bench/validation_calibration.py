@@ -42,12 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kdflow.data.checks import check
 from kdflow.config import load_params
+from kdflow.data.checks import check
 from kdflow.data.contract import learn
-from kdflow.data.splits import Split, make_mnist1d
 from kdflow.data.drift import is_discrete
 from kdflow.data.sources import LOADERS, Loaded
+from kdflow.data.splits import Split, make_mnist1d
 from kdflow.data.validation import Suites
 from tasks.prepare import make_splits
 
@@ -63,8 +63,12 @@ def datasets() -> dict[str, Loaded]:
 
     def table(x, y, names) -> Loaded:
         classes = [str(c) for c in np.unique(y)]
-        return Loaded(np.asarray(x, np.float32), np.unique(y, return_inverse=True)[1].astype(np.int64), classes,
-                      features=[str(n) for n in names])
+        return Loaded(
+            np.asarray(x, np.float32),
+            np.unique(y, return_inverse=True)[1].astype(np.int64),
+            classes,
+            features=[str(n) for n in names],
+        )
 
     out = {}
     for name in ("iris", "wine", "breast_cancer"):
@@ -86,8 +90,15 @@ def datasets() -> dict[str, Loaded]:
 def validate(splits: dict[str, Split], loaded: Loaded) -> list[str]:
     """Stage contract, then stage validate's checks, as the stages run them."""
     cfg = PARAMS.validate_
-    agreed = learn(splits["train"], loaded.schema, "bench", tolerance=cfg.value_tolerance,
-                   proportion_tolerance=cfg.class_proportion_tolerance, min_rows=cfg.min_rows, max_rows=cfg.max_rows)
+    agreed = learn(
+        splits["train"],
+        loaded.schema,
+        "bench",
+        tolerance=cfg.value_tolerance,
+        proportion_tolerance=cfg.class_proportion_tolerance,
+        min_rows=cfg.min_rows,
+        max_rows=cfg.max_rows,
+    )
     verdict = check(splits, agreed, cfg, Suites(agreed), contract_from_train=True)
     return verdict.problems
 
@@ -122,8 +133,13 @@ def one_split(job: tuple[str, Loaded, int]) -> dict:
     name, loaded, seed = job
     prep = PARAMS.prepare
     splits = make_splits(loaded, prep.test_fraction, prep.val_fraction, seed)
-    out = {"dataset": name, "seed": seed, "test_rows": len(splits["test"]), "null": validate(splits, loaded),
-           "widths_past_train": widths_past_train(splits, loaded.shared_scale)}
+    out = {
+        "dataset": name,
+        "seed": seed,
+        "test_rows": len(splits["test"]),
+        "null": validate(splits, loaded),
+        "widths_past_train": widths_past_train(splits, loaded.shared_scale),
+    }
     rng = np.random.default_rng(1000 + seed)
     for kind in KINDS:
         drifted = planted(splits["test"], splits["train"], kind, rng)
@@ -151,10 +167,15 @@ def widths_past_train(splits: dict[str, Split], shared: bool) -> float:
 
 
 def check_kind(problem: str) -> str:
-    for marker, kind in ((": drift from train", "drift"), ("of the rows; the contract says", "class shares"),
-                         ("a target leak?", "target leak"), ("also in", "exact duplicates"),
-                         ("nearly duplicate", "near duplicates"), ("another label", "conflicting labels"),
-                         ("expect_", "contract suite")):
+    for marker, kind in (
+        (": drift from train", "drift"),
+        ("of the rows; the contract says", "class shares"),
+        ("a target leak?", "target leak"),
+        ("also in", "exact duplicates"),
+        ("nearly duplicate", "near duplicates"),
+        ("another label", "conflicting labels"),
+        ("expect_", "contract suite"),
+    ):
         if marker in problem:
             return kind
     return "other"
@@ -164,14 +185,23 @@ def summarise(results: list[dict], names: list[str]) -> dict:
     table = {}
     for name in names:
         mine = [r for r in results if r["dataset"] == name]
-        row = {"splits": len(mine), "test_rows": int(np.median([r["test_rows"] for r in mine])),
-               "false_alarms": sum(bool(r["null"]) for r in mine),
-               "false_alarm_checks": dict(Counter(check_kind(p) for r in mine for p in r["null"])),
-               "widths_past_train_max": round(max(r["widths_past_train"] for r in mine), 2)}
+        row = {
+            "splits": len(mine),
+            "test_rows": int(np.median([r["test_rows"] for r in mine])),
+            "false_alarms": sum(bool(r["null"]) for r in mine),
+            "false_alarm_checks": dict(Counter(check_kind(p) for r in mine for p in r["null"])),
+            "widths_past_train_max": round(max(r["widths_past_train"] for r in mine), 2),
+        }
         for kind in KINDS:
             runs = [r[kind] for r in mine if r[kind] is not None]
-            row[kind] = {"caught": round(sum(r["caught"] for r in runs) / len(runs), 3),
-                         "by_drift_check": round(sum(r["by_drift"] for r in runs) / len(runs), 3)} if runs else None
+            row[kind] = (
+                {
+                    "caught": round(sum(r["caught"] for r in runs) / len(runs), 3),
+                    "by_drift_check": round(sum(r["by_drift"] for r in runs) / len(runs), 3),
+                }
+                if runs
+                else None
+            )
         table[name] = row
     everything = len(results)
     big = [n for n in names if table[n]["test_rows"] >= 100]
@@ -181,7 +211,8 @@ def summarise(results: list[dict], names: list[str]) -> dict:
         "false_alarm_share": round(sum(t["false_alarms"] for t in table.values()) / everything, 4),
         "caught_at_1sd_test_rows_ge_100": round(sum(one_sd) / len(one_sd), 4),
         "caught_at_half_sd_test_rows_ge_100": round(
-            float(np.mean([r["shift 0.5 sd"]["caught"] for r in results if r["dataset"] in big])), 4),
+            float(np.mean([r["shift 0.5 sd"]["caught"] for r in results if r["dataset"] in big])), 4
+        ),
         "targets": {"false_alarm_share_at_most": 0.01, "caught_at_1sd_at_least": 0.95},
     }
 
@@ -198,9 +229,20 @@ def main() -> None:
     summary = summarise(results, list(data))
     summary |= {
         "splits_per_dataset": args.splits,
-        "settings": {k: v for k, v in PARAMS.validate_.model_dump().items()
-                     if k in ("alpha", "drift_min_effect", "class_proportion_tolerance", "min_rows",
-                              "max_conflicting_share", "target_leak_accuracy", "near_duplicate_distance")},
+        "settings": {
+            k: v
+            for k, v in PARAMS.validate_.model_dump().items()
+            if k
+            in (
+                "alpha",
+                "drift_min_effect",
+                "class_proportion_tolerance",
+                "min_rows",
+                "max_conflicting_share",
+                "target_leak_accuracy",
+                "near_duplicate_distance",
+            )
+        },
         "seconds": round(time.perf_counter() - start, 1),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),

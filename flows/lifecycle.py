@@ -105,8 +105,9 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
             message = f"stage {stage!r} failed; later stages did not run (see its message above)"
             create_markdown_artifact(
                 key="kdflow-summary",
-                markdown=summary.failure_markdown(stage, ran, summary.validation_report(Path(root)),
-                                                  summary.failure_message(Path(root), stage)),
+                markdown=summary.failure_markdown(
+                    stage, ran, summary.validation_report(Path(root)), summary.failure_message(Path(root), stage)
+                ),
                 description="kdflow lifecycle summary",
             )
             return Failed(message=message)

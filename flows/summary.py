@@ -67,8 +67,7 @@ def seed_note(seeds: dict | None) -> str:
     if not seeds or seeds["count"] < 2:
         return "."
     return (
-        f" (over {seeds['count']} seeds: {seeds['student_minus_control_mean']:+.4f}"
-        f" ± {seeds['student_minus_control_std']:.4f})."
+        f" (over {seeds['count']} seeds: {seeds['student_minus_control_mean']:+.4f} ± {seeds['student_minus_control_std']:.4f})."
     )
 
 
@@ -87,8 +86,10 @@ def data_lines(validation: dict | None) -> list[str]:
     if drift:
         name, worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"]))
         effect = "KS statistic" if worst["method"] == "ks" else "total variation distance"
-        lines.append(f"The most surprising difference from train: {name}.{markdown_text(worst['worst_feature'])}, {effect} {worst['statistic']} "
-                     f"(p = {worst['p_adjusted']} after correction; alpha {validation.get('alpha')}).")
+        lines.append(
+            f"The most surprising difference from train: {name}.{markdown_text(worst['worst_feature'])}, {effect} {worst['statistic']} "
+            f"(p = {worst['p_adjusted']} after correction; alpha {validation.get('alpha')})."
+        )
     lines += [f"- warning: {markdown_text(w)}" for w in validation.get("warnings") or []]
     return [*lines, ""]
 

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from kdflow.config import load_params
 from kdflow.errors import KdflowError
-from kdflow.text import redact, safe
 from kdflow.settings import ProjectNotFound, configure, find_root
+from kdflow.text import redact, safe
 
 app = typer.Typer(help="Knowledge distillation as one reproducible lifecycle.", no_args_is_help=True)
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
@@ -116,8 +116,11 @@ def promote(
 @app.command()
 def rollback(
     reason: str = typer.Option("manual rollback", help="Recorded on both versions."),
-    force: bool = typer.Option(False, help="Roll back even to a version whose artifacts cannot be verified "
-                                           "(registered before kdflow recorded digests); recorded as forced."),
+    force: bool = typer.Option(
+        False,
+        help="Roll back even to a version whose artifacts cannot be verified "
+        "(registered before kdflow recorded digests); recorded as forced.",
+    ),
 ) -> None:
     """Move champion back to the previous champion, after checking its artifacts are the ones registered."""
     registry = _registry(_project())
@@ -150,8 +153,15 @@ def status(history: bool = typer.Option(False, "--history", help="Show every mov
         for e in trail:
             failed = [g for g, v in e.verdicts.items() if v != "pass"]
             gates = ("FAIL: " + ", ".join(failed) if failed else "pass") if e.verdicts else ""
-            table.add_row(str(e.seq), e.at, e.action + (" (forced)" if e.forced else ""),
-                          f"{e.previous or '-'} -> {e.version or '-'}", safe(e.actor), safe(e.reason), safe(gates))
+            table.add_row(
+                str(e.seq),
+                e.at,
+                e.action + (" (forced)" if e.forced else ""),
+                f"{e.previous or '-'} -> {e.version or '-'}",
+                safe(e.actor),
+                safe(e.reason),
+                safe(gates),
+            )
         console.print(table)
         return
     table = Table(title=safe(f"{registry.name}  ({where})"))

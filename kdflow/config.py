@@ -178,9 +178,7 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
         if self.name not in ZOO_NAMES and ":" not in self.name:
-            raise ValueError(
-                f"unknown model {self.name!r}: use one of {sorted(ZOO_NAMES)} or 'package.module:factory'"
-            )
+            raise ValueError(f"unknown model {self.name!r}: use one of {sorted(ZOO_NAMES)} or 'package.module:factory'")
         return self
 
 
@@ -355,7 +353,14 @@ class EvaluateConfig(_Strict):
 # The axes compared with the champion (kdflow.evaluation.compare.AXES; tests/kdflow/test_config.py keeps
 # the two in step), each "higher is better" except ece, nll and brier.
 CHAMPION_AXES = (
-    "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc",
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "nll",
+    "brier",
+    "corruption_accuracy",
+    "adversarial_accuracy",
+    "msp_auroc",
 )
 ChampionAxis = Literal[CHAMPION_AXES]  # type: ignore[valid-type]
 Unit = Annotated[float, Field(ge=0, le=1)]

@@ -31,11 +31,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual file mode
+    Path(tmp).chmod(0o666 & ~umask())  # mkstemp makes 0600; give the usual file mode
     try:
         yield Path(tmp)
         _sync(Path(tmp))  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
         _sync(path.parent)  # and the rename itself survives a power cut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

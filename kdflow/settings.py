@@ -35,13 +35,11 @@ class ProjectNotFound(RuntimeError):
 
 def find_root(start: str | Path | None = None) -> Path:
     """The nearest directory, from `start` (default: cwd) upwards, holding params.yaml and dvc.yaml."""
-    here = Path(start or os.getcwd()).resolve()
+    here = Path(start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if all((candidate / marker).is_file() for marker in PROJECT_MARKERS):
             return candidate
-    raise ProjectNotFound(
-        f"no kdflow project at or above {here}: expected {' and '.join(PROJECT_MARKERS)}"
-    )
+    raise ProjectNotFound(f"no kdflow project at or above {here}: expected {' and '.join(PROJECT_MARKERS)}")
 
 
 def defaults(root: Path) -> dict[str, str]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from kdflow.config import Params
 from kdflow.io import write_json
-from kdflow.registry.lineage import file_md5, fingerprint
 from kdflow.registry.client import Registry, RegistryError
+from kdflow.registry.lineage import file_md5, fingerprint
 from kdflow.text import redact, safe
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main
@@ -52,8 +52,10 @@ def run(params: Params, root: Path) -> dict:
     if reference is None:
         console.print(f"champion: nothing to compare the candidate with ({safe(why)})")
     elif "unjudged" in info:
-        console.print(f"champion: version {reference.version} cannot be judged against ({safe(info['unjudged'])}); "
-                      "the gates that compare with it will fail")
+        console.print(
+            f"champion: version {reference.version} cannot be judged against ({safe(info['unjudged'])}); "
+            "the gates that compare with it will fail"
+        )
     else:
         console.print(f"champion: judging the candidate against version {reference.version} ({safe(why)})")
     return info | {"reason": why}

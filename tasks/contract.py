@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdflow.data import contract
 from kdflow.config import Params
+from kdflow.data import contract
 from kdflow.data.splits import Schema, load_split
 from kdflow.registry.lineage import file_md5
 from tasks import layout
@@ -28,9 +28,13 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.validate_
     train_path = root / layout.SPLIT_FILES["train"]
     learnt = contract.learn(
-        train, schema, file_md5(train_path),
-        tolerance=cfg.value_tolerance, proportion_tolerance=cfg.class_proportion_tolerance,
-        min_rows=cfg.min_rows, max_rows=cfg.max_rows,
+        train,
+        schema,
+        file_md5(train_path),
+        tolerance=cfg.value_tolerance,
+        proportion_tolerance=cfg.class_proportion_tolerance,
+        min_rows=cfg.min_rows,
+        max_rows=cfg.max_rows,
     )
     contract.write(learnt, path)
     console.print(f"contract: wrote {layout.CONTRACT} from the training split; review it and commit it")

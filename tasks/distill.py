@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from kdflow.training import device as devices
-from kdflow.training import distributed
 from kdflow.config import Params
 from kdflow.data.splits import Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import write_json
+from kdflow.processes import stop_now
 from kdflow.registry.lineage import file_md5
+from kdflow.training import device as devices
+from kdflow.training import distributed
+from kdflow.training.loop import Teaching, discard_state, fit, predict
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
-from kdflow.processes import stop_now
-from kdflow.training.loop import Teaching, discard_state, fit, predict
 from tasks import layout
 from tasks._stage import console, main, run_key, write_csv
 
@@ -52,8 +52,10 @@ def control_result(future: Future):
     try:
         return future.result()
     except BrokenProcessPool:
-        raise ControlDied("the control's training process died before it finished (killed, or out of memory?); "
-                          "run distill again: it resumes from the last saved epoch") from None
+        raise ControlDied(
+            "the control's training process died before it finished (killed, or out of memory?); "
+            "run distill again: it resumes from the last saved epoch"
+        ) from None
 
 
 def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.Tensor:
@@ -95,8 +97,13 @@ def train_control(cfg, seed: int, shape, num_classes: int, train: Split, val: Sp
         torch.set_num_threads(cfg.train.threads)
     model = build_model(cfg.student, shape, num_classes, seed=seed, inputs=train.x)
     return fit(
-        model, train, val, cfg.train.model_copy(update={"seed": seed}), label=f"control seed {seed}",
-        state_path=root / layout.STATE / f"control_seed{seed}.pt", run_key=key + "control",
+        model,
+        train,
+        val,
+        cfg.train.model_copy(update={"seed": seed}),
+        label=f"control seed {seed}",
+        state_path=root / layout.STATE / f"control_seed{seed}.pt",
+        run_key=key + "control",
         console=console if current_process().name == "MainProcess" else Console(stderr=True, force_terminal=False),
     )
 
@@ -105,7 +112,11 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.distill
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    teacher = load_model(root / layout.TEACHER, trusted_factories(params.teacher.model, params.distill.student), torchscript=params.teacher.source == "torchscript")
+    teacher = load_model(
+        root / layout.TEACHER,
+        trusted_factories(params.teacher.model, params.distill.student),
+        torchscript=params.teacher.source == "torchscript",
+    )
     shape, num_classes = train.sample_shape, int(train.y.max()) + 1
     hints = any(term.name == "fitnets" for term in cfg.losses)  # they read the teacher's layers
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
@@ -126,8 +137,13 @@ def run(params: Params, root: Path) -> dict:
             teaching = Teaching(DistillationLoss.from_config(cfg.losses), teacher, logits)
             model = build_model(cfg.student, shape, num_classes, seed=seed, inputs=train.x)
             results["student"][seed] = fit(
-                model, train, val, cfg.train.model_copy(update={"seed": seed}), teaching=teaching,
-                label=f"student seed {seed}", state_path=root / layout.STATE / f"student_seed{seed}.pt",
+                model,
+                train,
+                val,
+                cfg.train.model_copy(update={"seed": seed}),
+                teaching=teaching,
+                label=f"student seed {seed}",
+                state_path=root / layout.STATE / f"student_seed{seed}.pt",
                 run_key=key + "student",
             )
             results["control"][seed] = control_result(control) if control else train_control(*job)
@@ -142,13 +158,22 @@ def run(params: Params, root: Path) -> dict:
             meta = {"role": role, "seed": seed, "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}
             save_checkpoint(root / layout.STUDENTS / f"{role}_seed{seed}.pt", result.model, cfg.student, shape, num_classes, meta)
             if seed == cfg.seeds[0]:  # the first seed's student is the candidate for the registry
-                save_checkpoint(root / (layout.STUDENT if role == "student" else layout.CONTROL),
-                                result.model, cfg.student, shape, num_classes, meta)
+                save_checkpoint(
+                    root / (layout.STUDENT if role == "student" else layout.CONTROL),
+                    result.model,
+                    cfg.student,
+                    shape,
+                    num_classes,
+                    meta,
+                )
 
     def val_stats(role: str) -> dict:
         accs = [r.best_val_accuracy for r in results[role].values()]
-        return {f"{role}_val_accuracy": accs[0], f"{role}_val_accuracy_mean": statistics.fmean(accs),
-                f"{role}_val_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+        return {
+            f"{role}_val_accuracy": accs[0],
+            f"{role}_val_accuracy_mean": statistics.fmean(accs),
+            f"{role}_val_accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        }
 
     first = cfg.seeds[0]
     metrics = {
@@ -162,9 +187,16 @@ def run(params: Params, root: Path) -> dict:
     write_json(metrics, root / layout.DISTILL_METRICS)
     s_hist, c_hist = results["student"][first].history, results["control"][first].history
     write_csv(
-        [{"epoch": s["epoch"], "student_val_accuracy": s["val_accuracy"], "control_val_accuracy": c["val_accuracy"],
-          "student_train_loss": s["train_loss"], "control_train_loss": c["train_loss"]}
-         for s, c in zip(s_hist, c_hist)],
+        [
+            {
+                "epoch": s["epoch"],
+                "student_val_accuracy": s["val_accuracy"],
+                "control_val_accuracy": c["val_accuracy"],
+                "student_train_loss": s["train_loss"],
+                "control_train_loss": c["train_loss"],
+            }
+            for s, c in zip(s_hist, c_hist, strict=False)
+        ],  # one may stop early: rows while both trained
         root / layout.DISTILL_HISTORY,
     )
     for seed in cfg.seeds:  # outputs are safe now

@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdflow.evaluation.compare import SampleResults, compare, gain_interval
-from kdflow.evaluation.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.config import EvaluateConfig, Params
 from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
-from kdflow.io import read_json, write_json
-from kdflow.registry.lineage import file_md5
+from kdflow.evaluation.compare import SampleResults, compare, gain_interval
+from kdflow.evaluation.compress import OnnxModel, export_onnx, parity, quantize_int8
 from kdflow.evaluation.memory import PeakMemory
 from kdflow.evaluation.metrics import (
     brier_score,
@@ -40,10 +38,12 @@ from kdflow.evaluation.metrics import (
     reliability_bins,
     top1_accuracy,
 )
-from kdflow.training.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model, trusted_factories
 from kdflow.evaluation.ood import detection, msp, neg_energy, permuted
 from kdflow.evaluation.robustness import corrupted_sets, fgsm, pgd
+from kdflow.io import read_json, write_json
+from kdflow.registry.lineage import file_md5
 from kdflow.training.loop import predict
+from kdflow.training.models import UntrustedCheckpoint, count_parameters, load_checkpoint, load_model, trusted_factories
 from tasks import layout
 from tasks._stage import console, main, measured_files, write_csv
 
@@ -91,7 +91,9 @@ def efficiency(row: dict, role: str, model, bench: TestBench) -> None:
         row[f"latency_b{batch}_p50_ms"] = round(lat.p50_ms, 4)
         row[f"latency_b{batch}_p95_ms"] = round(lat.p95_ms, 4)
         row[f"throughput_b{batch}_per_s"] = round(batch / lat.p50_ms * 1000, 1)
-        bench.latency.append({"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "accuracy": row["accuracy"]})
+        bench.latency.append(
+            {"model": role, "batch_size": batch, "p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "accuracy": row["accuracy"]}
+        )
     per_second = row[f"throughput_b{bench.largest_batch}_per_s"]
     row["usd_per_million_predictions"] = bench.cfg.usd_per_hour / 3600 / per_second * 1e6
 
@@ -100,7 +102,7 @@ def robustness(row: dict, role: str, model, bench: TestBench) -> np.ndarray:
     """Corruption accuracy (mean and per corruption and severity); returns, per test sample,
     the fraction of its corrupted versions classified right."""
     correct = torch.stack([predict(model, xc).argmax(-1) == bench.y for xc in bench.corrupted.values()])
-    per_set = {f"{name}_s{sev}": c.float().mean().item() for (name, sev), c in zip(bench.corrupted, correct)}
+    per_set = {f"{name}_s{sev}": c.float().mean().item() for (name, sev), c in zip(bench.corrupted, correct, strict=True)}
     row["corruption_accuracy"] = correct.float().mean().item()
     row["corruptions"] = per_set
     for sev in range(1, bench.cfg.robustness.severities + 1):
@@ -146,7 +148,9 @@ def score(role: str, model, path: Path, bench: TestBench) -> tuple[dict, SampleR
     }
     if role != "teacher":
         row["fidelity"] = fidelity(logits, bench.teacher_logits)
-    bench.confusion += [{"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), logits.argmax(-1).tolist())]
+    bench.confusion += [
+        {"model": role, "actual": a, "predicted": p} for a, p in zip(y.tolist(), logits.argmax(-1).tolist(), strict=True)
+    ]
     bench.reliability += [{"model": role, **b} for b in reliability_bins(logits, y, cfg.ece_bins)]
     samples = SampleResults(logits.numpy(), corruption_correct, (pgd_pred == y).numpy(), ood_logits.numpy())
     return row, samples
@@ -173,7 +177,9 @@ def score_form(role: str, path: Path, reference: torch.Tensor, student_row: dict
     return row, model
 
 
-def load_champion(root: Path, x: torch.Tensor, num_classes: int, trusted_names: frozenset[str]) -> tuple[torch.nn.Module | None, dict]:
+def load_champion(
+    root: Path, x: torch.Tensor, num_classes: int, trusted_names: frozenset[str]
+) -> tuple[torch.nn.Module | None, dict]:
     """The reference model fetched by stage `champion`, if there is one and it takes this data.
 
     Three answers besides the model: no champion (the champion gates pass), a champion for
@@ -187,14 +193,20 @@ def load_champion(root: Path, x: torch.Tensor, num_classes: int, trusted_names: 
     problem = info.get("unjudged")
     path = root / layout.CHAMPION_MODEL
     if not problem and (not path.exists() or file_md5(path) != info["student_md5"]):
-        raise ChampionMismatch(f"{layout.CHAMPION_MODEL} is missing or not version {version}'s checkpoint; run stage 'champion' again")
+        raise ChampionMismatch(
+            f"{layout.CHAMPION_MODEL} is missing or not version {version}'s checkpoint; run stage 'champion' again"
+        )
     if not problem:
         try:
             model, meta = load_checkpoint(path, trusted_names)
         except (UntrustedCheckpoint, ValueError, TypeError, RuntimeError) as error:  # refused, or not buildable today
             problem = f"its checkpoint was refused: {error}"
     if problem:
-        return None, {"version": version, "unjudged": True, "reason": f"champion version {version} could not be judged against: {problem}"}
+        return None, {
+            "version": version,
+            "unjudged": True,
+            "reason": f"champion version {version} could not be judged against: {problem}",
+        }
     shape, classes = meta["input_shape"], meta["num_classes"]
     if list(shape) != list(x.shape[1:]) or classes != num_classes:
         reason = (
@@ -214,7 +226,9 @@ def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
-def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int, trusted_names: frozenset[str] = frozenset()) -> dict:
+def seed_statistics(
+    root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int, trusted_names: frozenset[str] = frozenset()
+) -> dict:
     """Test accuracy of the student and the control for every seed: mean and standard deviation,
     so that "distillation helped" is a claim with error bars; and a 95 % interval of the mean
     gain from a paired bootstrap over the test samples, so that a gate judges evidence."""
@@ -238,8 +252,14 @@ def seed_statistics(root: Path, x: torch.Tensor, y: torch.Tensor, resamples: int
 def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
-    bench = TestBench(cfg, torch.from_numpy(test.x), torch.from_numpy(test.y), torch.from_numpy(val.x), torch.from_numpy(val.y),
-                      scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x))
+    bench = TestBench(
+        cfg,
+        torch.from_numpy(test.x),
+        torch.from_numpy(test.y),
+        torch.from_numpy(val.x),
+        torch.from_numpy(val.y),
+        scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x),
+    )
     measured = measured_files(root)  # before anything is loaded: the bytes these figures are about
     names = trusted_factories(params.teacher.model, params.distill.student)
     torchscript = {"teacher": params.teacher.source == "torchscript"}

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params
-from kdflow.data.splits import Split, content_ids, holdout_indices, merge_groups, save_split
 from kdflow.data.sources import DataError, Loaded, load
+from kdflow.data.splits import Split, content_ids, holdout_indices, merge_groups, save_split
 from kdflow.text import safe
 from tasks import layout
 from tasks._stage import console, main
@@ -39,8 +39,13 @@ def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed:
     if loaded.split is not None and given["val"].size:
         train, val = trainval, given["val"]
     else:
-        keep, held = holdout_indices(loaded.y[trainval], val_fraction, seed + 1,
-                                     None if groups is None else groups[trainval], None if same is None else same[trainval])
+        keep, held = holdout_indices(
+            loaded.y[trainval],
+            val_fraction,
+            seed + 1,
+            None if groups is None else groups[trainval],
+            None if same is None else same[trainval],
+        )
         train, val = trainval[keep], trainval[held]
     return {name: loaded.rows(rows) for name, rows in (("train", train), ("val", val), ("test", test))}
 
@@ -55,8 +60,10 @@ def run(params: Params, root: Path) -> dict[str, int]:
     if loaded.groups is not None and loaded.split is None:
         share = len(splits["test"]) / len(loaded.y)
         if abs(share - cfg.test_fraction) > 0.05:  # whole groups cannot always make the fraction
-            console.print(f"[yellow]prepare warning:[/] the grouped test split holds {share:.0%} of the rows "
-                          f"(test_fraction {cfg.test_fraction:.0%}): too few groups, or groups of very unequal size")
+            console.print(
+                f"[yellow]prepare warning:[/] the grouped test split holds {share:.0%} of the rows "
+                f"(test_fraction {cfg.test_fraction:.0%}): too few groups, or groups of very unequal size"
+            )
     for name, split in splits.items():
         save_split(split, root / layout.SPLIT_FILES[name])
     loaded.schema.save(root / layout.SCHEMA)

@@ -18,11 +18,7 @@ import torch
 from kdflow.config import Params
 from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
-from kdflow.registry.gates import check
 from kdflow.io import atomic_path, read_json, write_json
-from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
-from kdflow.training.models import load_checkpoint, trusted_factories
-from kdflow.text import safe
 from kdflow.registry.client import (
     CHAMPION,
     CHECKPOINT_ARTIFACT,
@@ -32,6 +28,10 @@ from kdflow.registry.client import (
     SERVED_MODEL_TAG,
     Registry,
 )
+from kdflow.registry.gates import check
+from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
+from kdflow.text import safe
+from kdflow.training.models import load_checkpoint, trusted_factories
 from tasks import layout
 from tasks._stage import candidate_lineage, console, main, measured_files
 
@@ -234,8 +234,11 @@ def write_report(root: Path, figures_dir: Path, metrics: dict, verdicts: list, s
     from kdflow.evaluation import plots, report
 
     sources = {
-        "history": root / layout.DISTILL_HISTORY, "reliability": root / layout.RELIABILITY,
-        "latency": root / layout.LATENCY, "severity": root / layout.SEVERITY, "confusion": root / layout.CONFUSION,
+        "history": root / layout.DISTILL_HISTORY,
+        "reliability": root / layout.RELIABILITY,
+        "latency": root / layout.LATENCY,
+        "severity": root / layout.SEVERITY,
+        "confusion": root / layout.CONFUSION,
     }
     figures_dir.mkdir(parents=True, exist_ok=True)
     svgs = {}

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from kdflow.training import distributed
 from kdflow.config import Params
 from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, read_json, write_json
 from kdflow.registry.lineage import file_md5
-from kdflow.training.models import build_model, count_parameters, import_teacher, save_checkpoint
+from kdflow.training import distributed
 from kdflow.training.loop import accuracy, discard_state, fit, predict
+from kdflow.training.models import build_model, count_parameters, import_teacher, save_checkpoint
 from tasks import layout
 from tasks._stage import main, run_key, write_csv
 
@@ -70,17 +70,28 @@ def run(params: Params, root: Path) -> dict:
     if cfg.source == "train":
         model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed, inputs=train.x)
         result = fit(
-            model, train, val, cfg.train, label="teacher",
-            state_path=root / layout.STATE / "teacher.pt", run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),
+            model,
+            train,
+            val,
+            cfg.train,
+            label="teacher",
+            state_path=root / layout.STATE / "teacher.pt",
+            run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),
         )
         model, history = result.model, result.history
-        metrics = {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
-                   "train_seconds": round(result.seconds, 2)}
+        metrics = {
+            "val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch,
+            "train_seconds": round(result.seconds, 2),
+        }
     else:
         model = import_teacher(cfg.source, root / cfg.path, cfg.model, shape, num_classes)
         history = []
-        metrics = {"val_accuracy": accuracy(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y)),
-                   "imported_from": cfg.path, "imported_md5": file_md5(root / cfg.path)}
+        metrics = {
+            "val_accuracy": accuracy(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y)),
+            "imported_from": cfg.path,
+            "imported_md5": file_md5(root / cfg.path),
+        }
     if not distributed.world().is_main:
         return metrics
     metrics["parameters"] = count_parameters(model)

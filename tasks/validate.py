@@ -16,19 +16,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kdflow.data.checks import Verdict, check
 from kdflow.config import Params
+from kdflow.data.checks import Verdict, check
 from kdflow.data.contract import DataContract, check_matches, class_counts
 from kdflow.data.contract import read as read_contract
+from kdflow.data.offline_docs import localise
 from kdflow.data.splits import SPLITS, Schema, Split, load_split
+from kdflow.data.validation import Suites
 from kdflow.errors import KdflowError
 from kdflow.io import umask, write_json
 from kdflow.registry.lineage import file_md5
 from kdflow.text import safe
-from kdflow.data.validation import Suites
 from tasks import layout
 from tasks._stage import console, main
-
 
 MAX_PROBLEMS_SHOWN = 25
 
@@ -52,8 +52,11 @@ def run(params: Params, root: Path) -> dict:
     for line in verdict.warnings[:MAX_PROBLEMS_SHOWN]:
         console.print(f"[yellow]validate warning:[/] {safe(line)}", highlight=False)
     if len(verdict.warnings) > MAX_PROBLEMS_SHOWN:
-        console.print(f"[yellow]validate warning:[/] ... and {len(verdict.warnings) - MAX_PROBLEMS_SHOWN} more in "
-                      f"{layout.VALIDATION_REPORT}", highlight=False)
+        console.print(
+            f"[yellow]validate warning:[/] ... and {len(verdict.warnings) - MAX_PROBLEMS_SHOWN} more in "
+            f"{layout.VALIDATION_REPORT}",
+            highlight=False,
+        )
     report = {
         "passed": verdict.passed,
         "problems": verdict.problems,
@@ -88,8 +91,12 @@ def run(params: Params, root: Path) -> dict:
     console.print(
         f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
         f"no drift, class-share change or leakage ({', '.join(verdict.checks)})"
-        + (f"; the most surprising difference from train: {worst[0]}.{safe(worst[1]['worst_feature'])} "
-           f"{worst[1]['statistic']} (p = {worst[1]['p_adjusted']} after correction)" if worst else "")
+        + (
+            f"; the most surprising difference from train: {worst[0]}.{safe(worst[1]['worst_feature'])} "
+            f"{worst[1]['statistic']} (p = {worst[1]['p_adjusted']} after correction)"
+            if worst
+            else ""
+        )
         + (f"; {len(verdict.warnings)} warning(s)" if verdict.warnings else "")
     )
     return report
@@ -103,6 +110,11 @@ def _checked(splits: dict[str, Split], agreed: DataContract, params: Params, fro
     building.chmod(0o777 & ~umask())  # mkdtemp makes it private; the docs are for everyone
     try:
         verdict = check(splits, agreed, params.validate_, Suites(agreed, building), from_train)
+        if not localise(building):
+            console.print(
+                "[yellow]validate warning:[/] the Data Docs load their scripts and styles from CDNs and show no "
+                "results offline: run `make setup` (python -m kdflow.data.offline_docs fetch)"
+            )
         shutil.rmtree(docs, ignore_errors=True)
         building.rename(docs)
     finally:

@@ -22,8 +22,22 @@ def test_every_layout_output_is_declared_by_its_stage():
         "contract": {str(layout.CONTRACT)},
         "validate": {str(layout.VALIDATION_REPORT), str(layout.DATA_DOCS)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
-        "distill": {str(layout.STUDENT), str(layout.CONTROL), str(layout.STUDENTS), str(layout.DISTILL_METRICS), str(layout.DISTILL_HISTORY)},
-        "evaluate": {str(layout.STUDENT_ONNX), str(layout.STUDENT_INT8), str(layout.METRICS), str(layout.RELIABILITY), str(layout.LATENCY), str(layout.CONFUSION), str(layout.SEVERITY)},
+        "distill": {
+            str(layout.STUDENT),
+            str(layout.CONTROL),
+            str(layout.STUDENTS),
+            str(layout.DISTILL_METRICS),
+            str(layout.DISTILL_HISTORY),
+        },
+        "evaluate": {
+            str(layout.STUDENT_ONNX),
+            str(layout.STUDENT_INT8),
+            str(layout.METRICS),
+            str(layout.RELIABILITY),
+            str(layout.LATENCY),
+            str(layout.CONFUSION),
+            str(layout.SEVERITY),
+        },
         "champion": {str(layout.CHAMPION_DIR)},
         "register": {str(layout.REGISTERED), str(layout.REPORT)},
     }
@@ -75,7 +89,7 @@ def test_each_stage_depends_on_every_module_it_imports():
     """Otherwise a change to such a module leaves the stage 'up to date' in DVC's eyes."""
     for stage in STAGES:
         deps = paths(stage, "deps")
-        covered = lambda f: any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)  # noqa: E731
+        covered = lambda f, deps=deps: any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
         needed = {str(f.relative_to(REPO)) for f in imported_files(REPO / "tasks" / f"{stage}.py")}
         needed -= {"tasks/__init__.py", "kdflow/__init__.py"}
         missing = sorted(f for f in needed if not covered(f))
@@ -96,8 +110,11 @@ def test_raw_files_brought_with_dvc_trace_into_the_prepared_splits(tmp_path):
     from tests.tasks.test_bad_inputs import customers
 
     raw = copy.deepcopy(TINY)
-    raw["prepare"] = {"dataset": "table", "path": "data/raw/churn.csv",
-                      "table": {"label": "churned", "categorical": {"plan": "onehot"}}}
+    raw["prepare"] = {
+        "dataset": "table",
+        "path": "data/raw/churn.csv",
+        "table": {"label": "churned", "categorical": {"plan": "onehot"}},
+    }
     root = make_project(tmp_path / "project", raw)
     (root / layout.CONTRACT).unlink(missing_ok=True)  # the bundled data's contract
     source = tmp_path / "exports" / "churn.csv"

@@ -148,8 +148,14 @@ def compare(
             return (statistic(a, flat) - statistic(b, flat)).reshape(idx.shape[:-1])
 
         interval = bootstrap(
-            (np.arange(len(y)),), difference, vectorized=True, n_resamples=resamples, batch=200,
-            confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+            (np.arange(len(y)),),
+            difference,
+            vectorized=True,
+            n_resamples=resamples,
+            batch=200,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)
         mine, theirs = float(spec.statistic(a, full)[0]), float(spec.statistic(b, full)[0])
@@ -176,14 +182,22 @@ def worse_by(entry: dict) -> tuple[float, float, float]:
     return entry["difference"], entry["ci_low"], entry["ci_high"]
 
 
-def gain_interval(candidate: np.ndarray, reference: np.ndarray, resamples: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> tuple[float, float]:
+def gain_interval(
+    candidate: np.ndarray, reference: np.ndarray, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """The interval of the mean accuracy gain of `candidate` over `reference`, each ``[seeds,
     samples]`` of right (1) and wrong (0) answers on the same test samples: a paired bootstrap
     over the samples of the per-sample gain averaged over the seeds."""
     gain = candidate.mean(0).astype(np.float64) - reference.mean(0).astype(np.float64)
     if np.ptp(gain) == 0:  # the same gain on every sample: no spread to resample
         return float(gain[0]), float(gain[0])
-    interval = bootstrap((gain,), np.mean, vectorized=True, n_resamples=resamples, confidence_level=confidence,
-                         method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    interval = bootstrap(
+        (gain,),
+        np.mean,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
     return float(interval.low), float(interval.high)

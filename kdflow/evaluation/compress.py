@@ -4,7 +4,6 @@ quantization of its linear layers, by onnxruntime's quantizer)."""
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,8 +27,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> No
         # torch 2.13's exporter trips its own pytree deprecation; nothing for callers to fix.
         warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
         torch.onnx.export(
-            model, (example[:2],), str(tmp), dynamo=True, input_names=["x"], output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+            model,
+            (example[:2],),
+            str(tmp),
+            dynamo=True,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
         )
         exported = onnx.load(str(tmp))
         # The exporter's intermediate shape annotations disagree with what onnxruntime's
@@ -72,7 +77,7 @@ class OnnxModel:
 
     @property
     def size_bytes(self) -> int:
-        return os.path.getsize(self.path)
+        return Path(self.path).stat().st_size
 
 
 def parity(reference: torch.Tensor, candidate: torch.Tensor) -> dict[str, float]:

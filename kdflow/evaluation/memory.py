@@ -32,8 +32,15 @@ def _status_kib(field: str) -> int:
     return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1))
 
 
-def _probe(kind: str, path: str, sample_shape: list[int], batch_size: int, threads: int,
-           trusted: frozenset[str] = frozenset(), torchscript: bool = False) -> float:
+def _probe(
+    kind: str,
+    path: str,
+    sample_shape: list[int],
+    batch_size: int,
+    threads: int,
+    trusted: frozenset[str] = frozenset(),
+    torchscript: bool = False,
+) -> float:
     """In the child: MiB added to the peak resident set by loading `path` and running a batch."""
     import torch
 
@@ -74,7 +81,9 @@ class PeakMemory:
         self.pool = None
         if supported():
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["torch", "onnxruntime", "kdflow.training.models", "kdflow.evaluation.compress", *_main_module()])
+            context.set_forkserver_preload(
+                ["torch", "onnxruntime", "kdflow.training.models", "kdflow.evaluation.compress", *_main_module()]
+            )
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
 
     def start(self) -> None:
@@ -83,13 +92,16 @@ class PeakMemory:
 
             forkserver.ensure_running()
 
-    def submit(self, kind: str, path: str | Path, trusted: frozenset[str] = frozenset(), torchscript: bool = False) -> Future | None:
+    def submit(
+        self, kind: str, path: str | Path, trusted: frozenset[str] = frozenset(), torchscript: bool = False
+    ) -> Future | None:
         """`kind` is "torch" (a kdflow checkpoint, or TorchScript when `torchscript`) or "onnx";
         `trusted` as for `kdflow.training.models.load_checkpoint`."""
         if self.pool is None:
             return None
-        return self.pool.submit(_probe, kind, str(path), self.sample_shape, self.batch_size, self.threads,
-                                frozenset(trusted), torchscript)
+        return self.pool.submit(
+            _probe, kind, str(path), self.sample_shape, self.batch_size, self.threads, frozenset(trusted), torchscript
+        )
 
     @staticmethod
     def result(future: Future | None) -> float | None:

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-import torch.nn.functional as F
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_calibration_error,
@@ -25,16 +25,12 @@ def top1_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
     """ECE with equal-width confidence bins (L1 norm), as in Guo et al. (2017)."""
-    return multiclass_calibration_error(
-        logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="l1"
-    ).item()
+    return multiclass_calibration_error(logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="l1").item()
 
 
 def max_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
     """The largest |confidence - accuracy| over the non-empty confidence bins."""
-    return multiclass_calibration_error(
-        logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="max"
-    ).item()
+    return multiclass_calibration_error(logits.softmax(-1), y, num_classes=logits.shape[-1], n_bins=bins, norm="max").item()
 
 
 def brier_score(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -11,16 +11,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers and in CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 # One colour per model, the same in every figure.
 COLOURS = {
-    "teacher": "#4c72b0", "student": "#dd8452", "control": "#55a868", "champion": "#8172b3",
-    "student_onnx": "#c44e52", "student_int8": "#937860",
+    "teacher": "#4c72b0",
+    "student": "#dd8452",
+    "control": "#55a868",
+    "champion": "#8172b3",
+    "student_onnx": "#c44e52",
+    "student_int8": "#937860",
 }
 
 
@@ -80,7 +84,8 @@ def accuracy_vs_latency(latency_csv: Path) -> Figure:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(
         xlabel=f"p50 latency at batch {int(rows['batch_size'].max())} (ms, log scale)",
-        ylabel="test accuracy", title="Accuracy vs latency",
+        ylabel="test accuracy",
+        title="Accuracy vs latency",
     )
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -105,7 +110,7 @@ def confusion(confusion_csv: Path, models: tuple[str, ...] = ("student", "champi
     present = [m for m in models if m in set(rows["model"])]
     classes = sorted(set(rows["actual"]) | set(rows["predicted"]))
     fig, axes = plt.subplots(1, len(present), figsize=(4.6 * len(present), 4.2), squeeze=False)
-    for ax, model in zip(axes[0], present):
+    for ax, model in zip(axes[0], present, strict=True):
         mine = rows[rows["model"] == model]
         counts = pd.crosstab(mine["actual"], mine["predicted"]).reindex(index=classes, columns=classes, fill_value=0)
         ax.imshow(counts.to_numpy(), cmap="Blues")
@@ -145,4 +150,4 @@ def svg(fig: Figure) -> str:
     with matplotlib.rc_context({"svg.fonttype": "path"}):
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: it is inlined in HTML
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: it is inlined in HTML

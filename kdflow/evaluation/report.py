@@ -42,7 +42,9 @@ class Column:
 
 def columns(metrics: dict) -> list[Column]:
     student = metrics["student"]
-    batches = sorted(int(k[len("latency_b"):].split("_")[0]) for k in student if k.startswith("latency_b") and k.endswith("_p50_ms"))
+    batches = sorted(
+        int(k[len("latency_b") :].split("_")[0]) for k in student if k.startswith("latency_b") and k.endswith("_p50_ms")
+    )
     largest = batches[-1]
     pgd = next((k for k in student.get("adversarial", {}) if k.startswith("pgd_")), "pgd")
     cols = [
@@ -80,26 +82,42 @@ def _outcome(registration: dict, verdicts: list[Verdict]) -> dict:
     failed = [v.gate for v in verdicts if not v.passed]
     version = registration.get("version")
     if failed and registration.get("champion") == version:
-        return {"kind": "fail", "text": f"Version {version} is the champion but now fails {len(failed)} gate(s): {', '.join(failed)} (the gates changed since it was promoted?). `kdflow rollback` restores the previous champion."}
+        return {
+            "kind": "fail",
+            "text": f"Version {version} is the champion but now fails {len(failed)} gate(s): {', '.join(failed)} (the gates changed since it was promoted?). `kdflow rollback` restores the previous champion.",
+        }
     if failed:
-        return {"kind": "fail", "text": f"Not promoted: version {version} failed {len(failed)} gate(s): {', '.join(failed)}. The champion is unchanged."}
+        return {
+            "kind": "fail",
+            "text": f"Not promoted: version {version} failed {len(failed)} gate(s): {', '.join(failed)}. The champion is unchanged.",
+        }
     if registration.get("promoted"):
         return {"kind": "pass", "text": f"Promoted: version {version} passed every gate and is now the champion."}
     if registration.get("champion") == version:
         return {"kind": "pass", "text": f"Version {version} passed every gate and is the champion."}
-    return {"kind": "hold", "text": f"Version {version} passed every gate but was not promoted (it was rolled back before); the champion is version {registration.get('champion')}."}
+    return {
+        "kind": "hold",
+        "text": f"Version {version} passed every gate but was not promoted (it was rolled back before); the champion is version {registration.get('champion')}.",
+    }
 
 
 def _champion_rows(axes: dict) -> list[dict]:
     rows = []
     for axis, e in axes.items():
-        finding = {"worse": "significantly worse", "better": "significantly better", "no": "no significant difference"}[e["significant"]]
-        rows.append({
-            "axis": axis + ("" if e["higher_is_better"] else " (lower is better)"),
-            "candidate": f"{e['candidate']:.4f}", "reference": f"{e['reference']:.4f}",
-            "difference": f"{e['difference']:+.4f}", "interval": f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]",
-            "finding": finding, "css": {"worse": "bad", "better": "ok"}.get(e["significant"], ""),
-        })
+        finding = {"worse": "significantly worse", "better": "significantly better", "no": "no significant difference"}[
+            e["significant"]
+        ]
+        rows.append(
+            {
+                "axis": axis + ("" if e["higher_is_better"] else " (lower is better)"),
+                "candidate": f"{e['candidate']:.4f}",
+                "reference": f"{e['reference']:.4f}",
+                "difference": f"{e['difference']:+.4f}",
+                "interval": f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]",
+                "finding": finding,
+                "css": {"worse": "bad", "better": "ok"}.get(e["significant"], ""),
+            }
+        )
     return rows
 
 
@@ -112,9 +130,7 @@ def render(
     figures: dict[str, str],
 ) -> str:
     """The report as one HTML string. `figures` maps a figure's name to its inline SVG."""
-    env = Environment(
-        loader=PackageLoader("kdflow.evaluation", "templates"), autoescape=True, undefined=StrictUndefined
-    )
+    env = Environment(loader=PackageLoader("kdflow.evaluation", "templates"), autoescape=True, undefined=StrictUndefined)
     roles = [r for r in ROLE_ORDER if r in metrics]
     rows = {r: dict(metrics[r], size_bytes=metrics[r]["size_bytes"] / 1000) for r in roles}
     cols = columns(metrics)
@@ -150,7 +166,8 @@ def render(
                 "agreement": f"{metrics[r]['parity']['agreement']:.4f}",
                 "size": f"{metrics[r]['size_bytes'] / 1000:,.1f} kB",
             }
-            for r in roles if "parity" in metrics[r]
+            for r in roles
+            if "parity" in metrics[r]
         ],
         figures=[{"name": n, "svg": svg, "caption": CAPTIONS.get(n, n)} for n, svg in figures.items()],
         seeds=seed_note,

@@ -21,7 +21,6 @@ from torch import nn
 
 from kdflow.errors import InvalidSetup
 
-
 Scale = torch.Tensor | float  # per feature (broadcast over rows), or one number
 
 
@@ -93,7 +92,9 @@ def corruptions_for(x: torch.Tensor) -> dict[str, Corruption]:
     raise InvalidSetup(f"no corruptions for inputs of shape {list(x.shape)}: expected [n, features] or [n, c, h, w]")
 
 
-def corrupted_sets(x: torch.Tensor, severities: int = 5, seed: int = 0, scale: Scale = 1.0) -> dict[tuple[str, int], torch.Tensor]:
+def corrupted_sets(
+    x: torch.Tensor, severities: int = 5, seed: int = 0, scale: Scale = 1.0
+) -> dict[tuple[str, int], torch.Tensor]:
     """Every corruption for this kind of data at every severity, drawn once."""
     out = {}
     for name, corrupt in corruptions_for(x).items():
@@ -116,8 +117,9 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, scale: 
     return (x + eps * scale * _input_gradient(model, x, y).sign()).detach()
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int = 0,
-        scale: Scale = 1.0) -> torch.Tensor:
+def pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int = 0, scale: Scale = 1.0
+) -> torch.Tensor:
     """Projected gradient descent (Madry et al., 2018), L-inf ball of radius eps (in units of
     `scale`), random start, step ``2.5 * eps / steps`` (their rule: enough to cross the ball,
     whatever the steps)."""

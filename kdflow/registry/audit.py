@@ -48,7 +48,9 @@ class Entry:
     def encode(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
         if len(text) > TAG_LIMIT:  # cannot happen within MAX_REASON; refused, never truncated
-            raise BadReason(f"audit entry {self.seq} would be {len(text)} characters, over MLflow's {TAG_LIMIT}; shorten the reason")
+            raise BadReason(
+                f"audit entry {self.seq} would be {len(text)} characters, over MLflow's {TAG_LIMIT}; shorten the reason"
+            )
         return text
 
 
@@ -66,11 +68,15 @@ def entries(tags: dict[str, str]) -> list[Entry]:
         try:
             entry = Entry(**json.loads(value))
         except (ValueError, TypeError) as error:
-            raise TrailEdited(f"audit entry {key} is not one kdflow wrote ({type(error).__name__}: {str(error)[:120]}); "
-                              "the trail was edited outside kdflow: restore or remove that tag, then try again") from None
+            raise TrailEdited(
+                f"audit entry {key} is not one kdflow wrote ({type(error).__name__}: {str(error)[:120]}); "
+                "the trail was edited outside kdflow: restore or remove that tag, then try again"
+            ) from None
         if entry.tag != key or entry.action not in ACTIONS:
-            raise TrailEdited(f"audit entry {key} is not one kdflow wrote (it says seq {entry.seq}, action {entry.action!r}); "
-                              "the trail was edited outside kdflow: restore or remove that tag, then try again")
+            raise TrailEdited(
+                f"audit entry {key} is not one kdflow wrote (it says seq {entry.seq}, action {entry.action!r}); "
+                "the trail was edited outside kdflow: restore or remove that tag, then try again"
+            )
         found.append(entry)
     return sorted(found, key=lambda e: e.seq)
 
@@ -91,5 +97,7 @@ def champions(trail: list[Entry], legacy: list[int] = ()) -> list[int]:
 
 def check_reason(reason: str) -> str:
     if len(reason) > MAX_REASON:
-        raise BadReason(f"the reason is {len(reason)} characters; at most {MAX_REASON} are recorded (say more in a linked document)")
+        raise BadReason(
+            f"the reason is {len(reason)} characters; at most {MAX_REASON} are recorded (say more in a linked document)"
+        )
     return reason

@@ -25,9 +25,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from kdflow.registry import audit
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path
+from kdflow.registry import audit
 from kdflow.registry.lineage import file_md5, folder_digest
 from kdflow.registry.locks import registry_lock
 
@@ -202,8 +202,10 @@ class Registry:
         registration; raises RegistryError naming what differs or cannot be fetched."""
         expected = version.tags.get(SERVED_MODEL_TAG)
         if not expected:
-            raise RegistryError(f"model {self.name!r} version {version.version}: no digest of its served model is recorded "
-                                f"(tag {SERVED_MODEL_TAG}); it cannot be verified")
+            raise RegistryError(
+                f"model {self.name!r} version {version.version}: no digest of its served model is recorded "
+                f"(tag {SERVED_MODEL_TAG}); it cannot be verified"
+            )
         from mlflow.artifacts import download_artifacts
 
         with tempfile.TemporaryDirectory() as scratch:
@@ -211,10 +213,14 @@ class Registry:
                 where = self.client.get_model_version_download_uri(self.name, str(version.version))
                 local = download_artifacts(artifact_uri=where, dst_path=scratch, tracking_uri=self.client.tracking_uri)
             except (MlflowException, OSError) as error:
-                raise RegistryError(f"model {self.name!r} version {version.version}: cannot fetch its served model: {error}") from None
+                raise RegistryError(
+                    f"model {self.name!r} version {version.version}: cannot fetch its served model: {error}"
+                ) from None
             if (found := folder_digest(local)) != expected:
-                raise RegistryError(f"model {self.name!r} version {version.version}: its served model's digest {found} differs "
-                                    f"from the one recorded at registration ({expected})")
+                raise RegistryError(
+                    f"model {self.name!r} version {version.version}: its served model's digest {found} differs "
+                    f"from the one recorded at registration ({expected})"
+                )
             self.download_checkpoint(version, Path(scratch) / "checkpoint.pt")
 
     def history(self) -> list[int]:
@@ -265,20 +271,32 @@ class Registry:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
         self.tag(version, {"kdflow.challenger_at": _now(), "kdflow.challenger_by": actor()})
 
-    def _record(self, action: str, version: int | None, previous: int | None, reason: str, forced: bool = False,
-                who: str | None = None) -> audit.Entry:
+    def _record(
+        self, action: str, version: int | None, previous: int | None, reason: str, forced: bool = False, who: str | None = None
+    ) -> audit.Entry:
         """Append one entry to the trail (the lock is held)."""
         trail = self.trail()
         verdicts = {}
         if version is not None:
             tags = self.version(version).tags
             verdicts = {k.removeprefix("gate."): v.split(":", 1)[0] for k, v in sorted(tags.items()) if k.startswith("gate.")}
-        entry = audit.Entry(seq=(trail[-1].seq + 1) if trail else 1, action=action, version=version, previous=previous,
-                            actor=who or actor(), at=_now(), reason=reason, forced=forced, verdicts=verdicts)
+        entry = audit.Entry(
+            seq=(trail[-1].seq + 1) if trail else 1,
+            action=action,
+            version=version,
+            previous=previous,
+            actor=who or actor(),
+            at=_now(),
+            reason=reason,
+            forced=forced,
+            verdicts=verdicts,
+        )
         text = entry.encode()
         if entry.tag in self.client.get_registered_model(self.name).tags:  # append-only, even if two writers raced
-            raise RegistryError(f"audit entry {entry.tag} was written meanwhile by another process: the registry lock is "
-                                "not shared by every writer (see kdflow.registry.locks); nothing was changed")
+            raise RegistryError(
+                f"audit entry {entry.tag} was written meanwhile by another process: the registry lock is "
+                "not shared by every writer (see kdflow.registry.locks); nothing was changed"
+            )
         self.client.set_registered_model_tag(self.name, entry.tag, text)
         return entry
 
@@ -288,15 +306,27 @@ class Registry:
             return
         self.client.set_registered_model_alias(self.name, CHAMPION, str(entry.version))
         if entry.action == "promote":
-            tags = {"kdflow.promoted_at": entry.at, "kdflow.promoted_by": entry.actor,
-                    "kdflow.promotion_reason": entry.reason, "kdflow.previous_champion": str(entry.previous or "")}
+            tags = {
+                "kdflow.promoted_at": entry.at,
+                "kdflow.promoted_by": entry.actor,
+                "kdflow.promotion_reason": entry.reason,
+                "kdflow.previous_champion": str(entry.previous or ""),
+            }
             self.tag(entry.version, tags | ({"kdflow.forced": "true"} if entry.forced else {}))
         elif entry.action == "rollback":
             if entry.previous is not None and self.exists(entry.previous):
-                self.tag(entry.previous, {"kdflow.rolled_back_at": entry.at, "kdflow.rolled_back_by": entry.actor,
-                                          "kdflow.rollback_reason": entry.reason})
-            self.tag(entry.version, {"kdflow.restored_at": entry.at, "kdflow.restored_by": entry.actor,
-                                     "kdflow.restore_reason": entry.reason})
+                self.tag(
+                    entry.previous,
+                    {
+                        "kdflow.rolled_back_at": entry.at,
+                        "kdflow.rolled_back_by": entry.actor,
+                        "kdflow.rollback_reason": entry.reason,
+                    },
+                )
+            self.tag(
+                entry.version,
+                {"kdflow.restored_at": entry.at, "kdflow.restored_by": entry.actor, "kdflow.restore_reason": entry.reason},
+            )
         self.tag(entry.version, {"kdflow.audit_seq": str(entry.seq)})
 
     def reconcile(self) -> audit.Entry | None:
@@ -312,9 +342,14 @@ class Registry:
         alias = int(alias) if alias is not None else None
         last = trail[-1] if trail else None
         expected = last.version if last else (_legacy_history(model.tags) or [None])[-1]
-        applied = lambda v: v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)  # noqa: E731
-        if last is not None and alias == last.previous and alias != last.version and self.exists(last.version) \
-                and not applied(last.version):
+        applied = lambda v: v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)
+        if (
+            last is not None
+            and alias == last.previous
+            and alias != last.version
+            and self.exists(last.version)
+            and not applied(last.version)
+        ):
             self._apply(last)  # the move that was recorded but not made: its process died in between
             return last
         if alias == expected:
@@ -322,14 +357,20 @@ class Registry:
                 self._apply(last)  # the alias moved; the version tags did not follow
                 return last
             return None
-        entry = self._record("external", alias, expected, "champion moved outside kdflow (e.g. in the MLflow UI); "
-                             "noticed by the next kdflow command", who="unknown")
+        entry = self._record(
+            "external",
+            alias,
+            expected,
+            "champion moved outside kdflow (e.g. in the MLflow UI); noticed by the next kdflow command",
+            who="unknown",
+        )
         if alias is not None:
             self.tag(alias, {"kdflow.audit_seq": str(entry.seq)})
         return entry
 
-    def promote(self, version: int | str, reason: str, forced: bool = False, verify: bool = False,
-                require_passed: bool = False) -> ModelVersion:
+    def promote(
+        self, version: int | str, reason: str, forced: bool = False, verify: bool = False, require_passed: bool = False
+    ) -> ModelVersion:
         """Point `champion` at `version`, recorded in the trail first (with who, when, why and the
         version's gate verdicts). With `verify`, first check that its served model and checkpoint
         are the bytes registered; with `require_passed`, that its gates passed (read under the
@@ -338,7 +379,9 @@ class Registry:
         with self.writing():
             target = self.version(version)
             if require_passed and target.tags.get("kdflow.gates_passed") != "true":
-                raise RegistryError(f"version {version} did not pass its gates; use --force to promote it anyway (recorded as forced)")
+                raise RegistryError(
+                    f"version {version} did not pass its gates; use --force to promote it anyway (recorded as forced)"
+                )
             if verify:
                 self.verify(target)
             current = self.alias(CHAMPION)

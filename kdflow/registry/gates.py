@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdflow.evaluation.compare import worse_by
 from kdflow.config import GatesConfig
+from kdflow.evaluation.compare import worse_by
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,12 @@ class BeatsControl:
         if "student_minus_control_ci_high" in seeds and self.min_gain <= 0:
             gain, low, high = (seeds[f"student_minus_control_{k}"] for k in ("mean", "ci_low", "ci_high"))
             over = f" over {seeds['count']} seeds" if seeds.get("count", 1) > 1 else ""
-            return Verdict(self.name, high >= self.min_gain,
-                           f"mean student - control accuracy{over} {gain:+.4f} (95% CI {low:+.4f} to {high:+.4f}) "
-                           f"vs required {self.min_gain:+.4f}")
+            return Verdict(
+                self.name,
+                high >= self.min_gain,
+                f"mean student - control accuracy{over} {gain:+.4f} (95% CI {low:+.4f} to {high:+.4f}) "
+                f"vs required {self.min_gain:+.4f}",
+            )
         # Metrics without an interval (from an earlier kdflow): the point estimate, as then.
         if seeds.get("count", 1) > 1:
             gain = seeds["student_minus_control_mean"]
@@ -95,7 +98,8 @@ class MaxP95Latency:
         threads = metrics.get("comparison", {}).get("latency_threads")
         where = f" ({threads} thread(s))" if threads else ""
         return Verdict(
-            self.name, p95 <= self.ceiling_ms,
+            self.name,
+            p95 <= self.ceiling_ms,
             f"student p95 latency at batch {self.batch_size} {p95:.3f} ms{where} vs ceiling {self.ceiling_ms:.3f} ms",
         )
 
@@ -110,7 +114,9 @@ class MinRelativeRobustness:
 
     def __call__(self, metrics: dict) -> Verdict:
         ratio = metrics["student"]["relative_robustness"]
-        return Verdict(self.name, ratio >= self.floor, f"corruption accuracy {ratio:.3f} of the teacher's vs floor {self.floor:.3f}")
+        return Verdict(
+            self.name, ratio >= self.floor, f"corruption accuracy {ratio:.3f} of the teacher's vs floor {self.floor:.3f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,15 +139,20 @@ class NoRegression:
     def __call__(self, metrics: dict) -> Verdict:
         reference = metrics.get("vs_champion") or {"version": None, "reason": "no comparison was made"}
         if reference.get("unjudged"):
-            return Verdict(self.name, False, f"{reference['reason']}; not promoted on a comparison never made "
-                           "(fix the registry and run again, or promote by hand with `kdflow promote --force`)")
+            return Verdict(
+                self.name,
+                False,
+                f"{reference['reason']}; not promoted on a comparison never made "
+                "(fix the registry and run again, or promote by hand with `kdflow promote --force`)",
+            )
         if "axes" not in reference:  # nothing to regress from: no champion, or not comparable
             prefix = "" if reference["version"] is not None else "no champion to compare with: "
             return Verdict(self.name, True, f"{prefix}{reference['reason']}")
         entry = reference["axes"][self.axis]
         drop, low, high = worse_by(entry)
         return Verdict(
-            self.name, low <= self.max_drop,
+            self.name,
+            low <= self.max_drop,
             f"{self.axis} {entry['candidate']:.4f} vs champion v{reference['version']} {entry['reference']:.4f}: "
             f"worse by {drop:+.4f} (95% CI {low:+.4f} to {high:+.4f}) vs tolerated {self.max_drop:.4f}",
         )

@@ -19,7 +19,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,17 +62,14 @@ def _file_lock(path: Path, wait: float) -> Iterator[None]:
 def _prefect_lock(wait: float) -> Iterator[None]:
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
-
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(LIMIT_NAME)
         except ObjectNotFound:  # the first writer ever creates it, with one slot
-            try:
+            with suppress(ObjectAlreadyExists):  # another process created it meanwhile
                 client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, 1)
-            except ObjectAlreadyExists:  # another process created it meanwhile
-                pass
     try:
         with concurrency(LIMIT_NAME, occupy=1, timeout_seconds=wait, strict=True):
             yield

@@ -47,4 +47,3 @@ def setup(device: torch.device) -> World:
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-

@@ -24,13 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from kdflow.training import device as devices
-from kdflow.training import distributed
-from kdflow.training.augment import augment, check_kind
 from kdflow.config import TrainConfig
 from kdflow.data.splits import Split
 from kdflow.errors import InvalidSetup
 from kdflow.io import atomic_path
+from kdflow.training import device as devices
+from kdflow.training import distributed
+from kdflow.training.augment import augment, check_kind
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import for_inference, named_layers
 
@@ -180,8 +180,10 @@ def fit(
     if loss_fn is not None and loss_fn.hints:
         if teacher is None:
             raise InvalidSetup("FitNets hints need the live teacher, not cached logits")
-        taps = {"student": FeatureTap(model, loss_fn.hint_layers("student"), "student"),
-                "teacher": FeatureTap(teacher, loss_fn.hint_layers("teacher"), "teacher")}
+        taps = {
+            "student": FeatureTap(model, loss_fn.hint_layers("student"), "student"),
+            "teacher": FeatureTap(teacher, loss_fn.hint_layers("teacher"), "teacher"),
+        }
         with torch.no_grad():  # one forward to learn the feature shapes, then build projections
             model.eval()
             model(x[:2])
@@ -298,22 +300,22 @@ def fit(
                 stale += 1
             if state_path is not None and here.is_main:
                 write_state(
-                        state_path,
-                        {
-                            "run_key": run_key,
-                            "epoch": epoch,
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(),
-                            "loss": loss_fn.state_dict() if loss_fn is not None else {},
-                            "rng": torch.get_rng_state(),
-                            "history": history,
-                            "best_state": best_state,
-                            "best_epoch": best_epoch,
-                            "best_acc": best_acc,
-                            "best_score": best_score,
-                            "stale": stale,
-                        },
+                    state_path,
+                    {
+                        "run_key": run_key,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "loss": loss_fn.state_dict() if loss_fn is not None else {},
+                        "rng": torch.get_rng_state(),
+                        "history": history,
+                        "best_state": best_state,
+                        "best_epoch": best_epoch,
+                        "best_acc": best_acc,
+                        "best_score": best_score,
+                        "stale": stale,
+                    },
                 )
             rate = steps_per_epoch * batch / max(train_seconds, 1e-9)
             bar.update(task, advance=1, rate=rate, acc=val_acc)

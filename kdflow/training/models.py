@@ -169,7 +169,10 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
 
 
 def build_model(
-    spec: ModelSpec, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
+    spec: ModelSpec,
+    input_shape: Sequence[int],
+    num_classes: int,
+    seed: int | None = None,
     inputs: np.ndarray | None = None,
 ) -> nn.Module:
     """Build a model; with `seed`, its initial weights depend on nothing else (the global
@@ -206,7 +209,7 @@ def for_inference(model: nn.Module) -> nn.Module:
         return model
     try:
         return fuse(model)
-    except Exception:  # untraceable user models: correct, just not folded
+    except Exception:  # noqa: BLE001 - untraceable user models: correct, just not folded
         return model
 
 
@@ -250,12 +253,20 @@ def _checked(payload: Any, path: str | Path, trusted: Collection[str]) -> tuple[
             f"nor a factory named in params.yaml ({named}); a checkpoint never decides what code runs"
         )
     shape, classes = payload["input_shape"], payload["num_classes"]
-    if (not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape)
-            or math.prod(shape) > MAX_INPUT_VALUES):
-        raise UntrustedCheckpoint(f"{path}: input_shape must be a list of positive integers (at most {MAX_INPUT_VALUES} values), got {shape!r:.80}")
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(type(d) is int and d > 0 for d in shape)
+        or math.prod(shape) > MAX_INPUT_VALUES
+    ):
+        raise UntrustedCheckpoint(
+            f"{path}: input_shape must be a list of positive integers (at most {MAX_INPUT_VALUES} values), got {shape!r:.80}"
+        )
     if type(classes) is not int or not 2 <= classes <= MAX_CLASSES:
         raise UntrustedCheckpoint(f"{path}: num_classes must be an integer from 2 to {MAX_CLASSES}, got {classes!r:.80}")
-    if not isinstance(payload["state_dict"], dict) or not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+    if not isinstance(payload["state_dict"], dict) or not all(
+        isinstance(v, torch.Tensor) for v in payload["state_dict"].values()
+    ):
         raise UntrustedCheckpoint(f"{path}: its state_dict is not a mapping of tensors")
     if not isinstance(payload.get("meta", {}), dict):
         raise UntrustedCheckpoint(f"{path}: its meta is not a mapping")
@@ -282,11 +293,15 @@ def load_checkpoint(path: str | Path, trusted: Collection[str] = ()) -> tuple[nn
     (plus its spec, input shape and number of classes). `trusted`: the ``package.module:factory``
     names params.yaml gives (`trusted_factories`); a zoo model needs none."""
     if is_torchscript(path):
-        raise UntrustedCheckpoint(f"{path}: a TorchScript archive carries its own code; kdflow loads one only as a teacher params.yaml imports")
+        raise UntrustedCheckpoint(
+            f"{path}: a TorchScript archive carries its own code; kdflow loads one only as a teacher params.yaml imports"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable or unpicklable file is refused the same way
-        raise UntrustedCheckpoint(f"{path}: cannot read it as a kdflow checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+        raise UntrustedCheckpoint(
+            f"{path}: cannot read it as a kdflow checkpoint ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
     spec, shape, classes = _checked(payload, path, trusted)
     _fits(spec, shape, classes, payload["state_dict"], path)
     model = build_model(spec, shape, classes)
@@ -331,9 +346,7 @@ def load_model(path: str | Path, trusted: Collection[str] = (), torchscript: boo
     return load_checkpoint(path, trusted)[0]
 
 
-def import_teacher(
-    source: str, path: str | Path, spec: ModelSpec, input_shape: Sequence[int], num_classes: int
-) -> nn.Module:
+def import_teacher(source: str, path: str | Path, spec: ModelSpec, input_shape: Sequence[int], num_classes: int) -> nn.Module:
     """A teacher trained elsewhere: a state dict for `spec` (weights only), or TorchScript."""
     path = Path(path)
     if not path.is_file():

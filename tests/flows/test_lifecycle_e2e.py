@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdflow.registry.lineage import file_md5
 from kdflow.registry.client import CHALLENGER, CHAMPION, Registry
+from kdflow.registry.lineage import file_md5
 from tasks import layout
 from tests.conftest import TINY, make_project, write_params
 
@@ -28,9 +28,7 @@ BIN = Path(sys.executable).parent
 
 def kdflow(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))}
-    return subprocess.run(
-        [str(BIN / "kdflow"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([str(BIN / "kdflow"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -56,7 +54,9 @@ def registry(root: Path) -> Registry:
 
 def test_first_run_registers_and_promotes(root):
     out = ok(kdflow(root, "run"))
-    assert "lifecycle complete" in out and "ran prepare, contract, validate, teacher, distill, champion, evaluate, register" in out
+    assert (
+        "lifecycle complete" in out and "ran prepare, contract, validate, teacher, distill, champion, evaluate, register" in out
+    )
     assert (root / layout.CONTRACT).read_text().startswith("# kdflow data contract")
     reg = registry(root)
     assert reg.alias(CHAMPION).version == reg.alias(CHALLENGER).version == 1

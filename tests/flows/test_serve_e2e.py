@@ -54,9 +54,12 @@ def prefect_server(home: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = api.split(":")[2].split("/")[0]
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", port],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
+
         def healthy():
             try:
                 return True if httpx.get(f"{api}/health", timeout=2).status_code == 200 else None
@@ -74,9 +77,14 @@ def test_serve_creates_a_cron_deployment(tmp_path):
     with prefect_server(tmp_path / "prefect") as (api, env):
         serving = subprocess.Popen(
             [str(BIN / "kdflow"), "serve", "--cron", "0 3 * * *"],
-            cwd=root, env=env | {"PREFECT_API_URL": api}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=root,
+            env=env | {"PREFECT_API_URL": api},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
+
             def deployment():
                 response = httpx.post(f"{api}/deployments/filter", json={}, timeout=5)
                 found = [d for d in response.json() if d["name"] == "kdflow-scheduled"]

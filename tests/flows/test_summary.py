@@ -2,16 +2,27 @@ from flows.summary import comparison_rows, failure_markdown, markdown, verdict_r
 
 
 def report(seeds: int = 1) -> dict:
-    role = lambda acc: {"accuracy": acc, "ece": 0.05, "parameters": 10, "macs": 20, "latency_b1_p50_ms": 0.1}  # noqa: E731
+    role = lambda acc: {"accuracy": acc, "ece": 0.05, "parameters": 10, "macs": 20, "latency_b1_p50_ms": 0.1}
     return {
         "metrics": {
-            "teacher": role(0.98), "student": role(0.9), "control": role(0.8),
+            "teacher": role(0.98),
+            "student": role(0.9),
+            "control": role(0.8),
             "comparison": {"student_minus_control_accuracy": 0.1},
             "seeds": {"count": seeds, "student_minus_control_mean": 0.09, "student_minus_control_std": 0.01},
-            "vs_champion": {"version": 2, "reason": "the current champion, version 2", "axes": {
-                "accuracy": {"significant": "worse"}, "ece": {"significant": "no"}, "nll": {"significant": "better"}}},
+            "vs_champion": {
+                "version": 2,
+                "reason": "the current champion, version 2",
+                "axes": {"accuracy": {"significant": "worse"}, "ece": {"significant": "no"}, "nll": {"significant": "better"}},
+            },
         },
-        "registered": {"model_name": "m", "version": 3, "gates": {"floor": "pass: ok", "drop": "FAIL: worse: by 0.1"}, "champion": 3, "promoted": True},
+        "registered": {
+            "model_name": "m",
+            "version": 3,
+            "gates": {"floor": "pass: ok", "drop": "FAIL: worse: by 0.1"},
+            "champion": 3,
+            "promoted": True,
+        },
     }
 
 
@@ -34,10 +45,12 @@ def test_failure_summary_says_the_registry_was_not_touched():
     assert "may hold a new version" in failure_markdown("register", {"evaluate": True})
 
 
-
 def test_a_failed_validation_lists_its_problems_and_data_docs():
-    report = {"passed": False, "problems": [f"test.x{i}: drift from train" for i in range(30)],
-              "data_docs": "reports/data_docs/index.html"}
+    report = {
+        "passed": False,
+        "problems": [f"test.x{i}: drift from train" for i in range(30)],
+        "data_docs": "reports/data_docs/index.html",
+    }
     text = failure_markdown("validate", {"prepare": True, "contract": True}, report)
     assert "**Failed** with 30 problem(s)" in text and "- test.x24: drift from train\n- ... and 5 more" in text
     assert "`reports/data_docs/index.html`" in text
@@ -56,14 +69,25 @@ def test_verdicts_table_and_champion_note():
 
 
 def test_the_data_verdicts_are_in_the_summary():
-    r = report() | {"validation": {
-        "rows": {"train": 3600, "val": 400}, "leakage_checks": ["drift", "exact duplicates"], "alpha": 0.01,
-        "warnings": ["val.x3: drift from train, KS statistic 0.080: real (p = 0.003 ...) but under validate.drift_min_effect = 0.1"],
-        "drift": {"val": {"worst_feature": "x3", "method": "ks", "statistic": 0.08, "p_adjusted": 0.003},
-                  "test": {"worst_feature": "x1", "method": "chi-square", "statistic": 0.05, "p_adjusted": 1.0}}}}
+    r = report() | {
+        "validation": {
+            "rows": {"train": 3600, "val": 400},
+            "leakage_checks": ["drift", "exact duplicates"],
+            "alpha": 0.01,
+            "warnings": [
+                "val.x3: drift from train, KS statistic 0.080: real (p = 0.003 ...) but under validate.drift_min_effect = 0.1"
+            ],
+            "drift": {
+                "val": {"worst_feature": "x3", "method": "ks", "statistic": 0.08, "p_adjusted": 0.003},
+                "test": {"worst_feature": "x1", "method": "chi-square", "statistic": 0.05, "p_adjusted": 1.0},
+            },
+        }
+    }
     text = markdown(r, {"validate": True})
     assert "## Data" in text and "the checks (drift, exact duplicates). Rows: train 3,600, val 400." in text
-    assert "The most surprising difference from train: val.x3, KS statistic 0.08 (p = 0.003 after correction; alpha 0.01)." in text
+    assert (
+        "The most surprising difference from train: val.x3, KS statistic 0.08 (p = 0.003 after correction; alpha 0.01)." in text
+    )
     assert "- warning: val.x3: drift" in text
 
 

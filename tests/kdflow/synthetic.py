@@ -26,17 +26,15 @@ def blobs(n: int, seed: int, classes: int = 3, dims: int = 8) -> Split:
 
 
 SPEC = ModelSpec(name="mlp", kwargs={"hidden": [64, 64]})
-CFG = TrainConfig(epochs=12, batch_size=64, lr=0.01, threads=1, device="cpu",
-                  augment=AugmentConfig(noise=0.1, mixup=0.4))
+CFG = TrainConfig(epochs=12, batch_size=64, lr=0.01, threads=1, device="cpu", augment=AugmentConfig(noise=0.1, mixup=0.4))
 
 
 def train_reference(state_path=None, epochs: int = CFG.epochs, n: int = 2000):
-    from kdflow.training.models import build_model
     from kdflow.training.loop import fit
+    from kdflow.training.models import build_model
 
     cfg = CFG.model_copy(update={"epochs": epochs})
-    return fit(build_model(SPEC, [8], 3, seed=0), blobs(n, 0), blobs(200, 1), cfg,
-               state_path=state_path, run_key="reference")
+    return fit(build_model(SPEC, [8], 3, seed=0), blobs(n, 0), blobs(200, 1), cfg, state_path=state_path, run_key="reference")
 
 
 if __name__ == "__main__":

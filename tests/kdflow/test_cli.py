@@ -25,18 +25,21 @@ def registry(project, monkeypatch):
 
 def invoke(*args: str):
     result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
     return result
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["promote", "0"], "version must be a positive integer, got 0"),
-    (["promote", "--", "-1"], "version must be a positive integer, got -1"),
-    (["promote", "42"], "has no version 42"),
-    (["promote", "2", "--reason", "x" * 6000], "the reason is 6000 characters; at most 1000"),
-    (["rollback", "--reason", "x" * 6000], "the reason is 6000 characters; at most 1000"),
-    (["verify", "7"], "has no version 7"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["promote", "0"], "version must be a positive integer, got 0"),
+        (["promote", "--", "-1"], "version must be a positive integer, got -1"),
+        (["promote", "42"], "has no version 42"),
+        (["promote", "2", "--reason", "x" * 6000], "the reason is 6000 characters; at most 1000"),
+        (["rollback", "--reason", "x" * 6000], "the reason is 6000 characters; at most 1000"),
+        (["verify", "7"], "has no version 7"),
+    ],
+)
 def test_bad_registry_commands_are_clear_errors_and_change_nothing(registry, args, message):
     registry.promote(1, reason="first")
     before = registry.client.get_registered_model(registry.name).tags
@@ -64,8 +67,11 @@ def test_status_history_shows_every_move(registry):
     invoke("promote", "2", "--reason", "second")
     assert invoke("rollback", "--reason", "slow").exit_code == 0
     out = invoke("status", "--history").output
-    assert [line.split("│")[3].strip() for line in out.splitlines() if line.startswith("│ ") and "->" in line] == \
-        ["promote", "promote", "rollback"]
+    assert [line.split("│")[3].strip() for line in out.splitlines() if line.startswith("│ ") and "->" in line] == [
+        "promote",
+        "promote",
+        "rollback",
+    ]
     assert invoke("verify", "1").exit_code == 0
 
 

@@ -18,8 +18,11 @@ def test_presets_parse(preset):
 
 
 def test_replaced_settings_say_what_replaced_them():
-    with pytest.raises(ConfigError, match=r"validate: drift_fail_psi is no longer read: drift is judged by a two-sample "
-                                          r"test now: set validate.alpha and validate.drift_min_effect"):
+    with pytest.raises(
+        ConfigError,
+        match=r"validate: drift_fail_psi is no longer read: drift is judged by a two-sample "
+        r"test now: set validate.alpha and validate.drift_min_effect",
+    ):
         parse_params({"launch": {}, "validate": {"drift_fail_psi": 0.25}})
 
 
@@ -88,7 +91,10 @@ def test_params_are_frozen():
 
 
 def test_gates_are_checked_against_what_is_measured():
-    with pytest.raises(ConfigError, match=r"max_p95_latency_ms: batch size\(s\) \[64\] are not measured; add them to evaluate.latency.batch_sizes"):
+    with pytest.raises(
+        ConfigError,
+        match=r"max_p95_latency_ms: batch size\(s\) \[64\] are not measured; add them to evaluate.latency.batch_sizes",
+    ):
         parse_params({"launch": {}, "register": {"gates": {"max_p95_latency_ms": {64: 1.0}}}})
     with pytest.raises(ConfigError, match=r"max_drop_vs_champion.acc.\[key\]: Input should be 'accuracy'"):
         parse_params({"launch": {}, "register": {"gates": {"max_drop_vs_champion": {"acc": 0.1}}}})
@@ -97,7 +103,7 @@ def test_gates_are_checked_against_what_is_measured():
 
 
 def test_the_champion_axes_are_the_compared_axes():
-    from kdflow.evaluation.compare import AXES
     from kdflow.config import CHAMPION_AXES
+    from kdflow.evaluation.compare import AXES
 
     assert set(CHAMPION_AXES) == set(AXES)

@@ -14,7 +14,7 @@ def test_find_root_walks_up(tmp_path):
 
 
 def test_no_project_is_a_clear_error(tmp_path):
-    with pytest.raises(ProjectNotFound, match="expected params.yaml and dvc.yaml"):
+    with pytest.raises(ProjectNotFound, match=r"expected params\.yaml and dvc\.yaml"):
         find_root(tmp_path)
 
 

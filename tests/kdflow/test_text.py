@@ -24,5 +24,8 @@ def test_markdown_cannot_be_broken_out_of():
 
 def test_credentials_are_redacted_from_uris():
     assert redact("postgresql://kdflow:s3cret@db.internal:5432/mlflow") == "postgresql://kdflow:***@db.internal:5432/mlflow"
-    assert redact("http://user:pa:ss@host/api and https://host/x?token=abc&b=1") == "http://user:***@host/api and https://host/x?token=***&b=1"
+    assert (
+        redact("http://user:pa:ss@host/api and https://host/x?token=abc&b=1")
+        == "http://user:***@host/api and https://host/x?token=***&b=1"
+    )
     assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"

@@ -28,12 +28,14 @@ TABLE = {"dataset": "table", "path": "data/raw/t.csv", "table": {"label": "churn
 
 def customers(rows: int = 300, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "tenure": rng.integers(0, 60, rows).astype(float),
-        "spend": rng.normal(50, 10, rows).round(3),
-        "minutes": rng.normal(300, 80, rows).round(2),
-        "plan": rng.choice(["basic", "plus", "pro"], rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 60, rows).astype(float),
+            "spend": rng.normal(50, 10, rows).round(3),
+            "minutes": rng.normal(300, 80, rows).round(2),
+            "plan": rng.choice(["basic", "plus", "pro"], rows),
+        }
+    )
     noise = rng.uniform(size=rows) < 0.2  # no single column gives the label away
     frame["churned"] = np.where((frame["tenure"] < 20) ^ noise, "yes", "no")
     return frame
@@ -84,8 +86,9 @@ def given_split(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def with_part(change: Callable[[pd.DataFrame], None], rows: int = 300, validate: dict | None = None,
-              **table_section) -> Callable[[Path], None]:
+def with_part(
+    change: Callable[[pd.DataFrame], None], rows: int = 300, validate: dict | None = None, **table_section
+) -> Callable[[Path], None]:
     frame = given_split(customers(rows))
     change(frame)
     setup = table(frame, split_column="part", **table_section)
@@ -101,8 +104,9 @@ def with_part(change: Callable[[pd.DataFrame], None], rows: int = 300, validate:
     return with_settings
 
 
-def images(sizes: dict[str, list[tuple[int, int]]], damage: Callable[[Path], None] = lambda root: None,
-           **image_section) -> Callable[[Path], None]:
+def images(
+    sizes: dict[str, list[tuple[int, int]]], damage: Callable[[Path], None] = lambda root: None, **image_section
+) -> Callable[[Path], None]:
     def setup(root: Path) -> None:
         for name, shapes in sizes.items():
             folder = root / "data/raw/img" / name
@@ -128,6 +132,11 @@ def npz(**arrays) -> Callable[[Path], None]:
         use(root, {"dataset": "npz", "path": "data/raw/a.npz"})
 
     return setup
+
+
+def a_single_npy_array(path: Path) -> None:
+    with path.open("wb") as file:  # np.save would add .npy to the name
+        np.save(file, np.ones((120, 4)))
 
 
 def npz_file(write: Callable[[Path], None], **prepare_section) -> Callable[[Path], None]:
@@ -236,71 +245,161 @@ FIRST_TRAIN, SECOND_TRAIN = _PARTS.index[_PARTS == "train"][:2]
 FIRST_TEST = _PARTS.index[_PARTS == "test"][0]
 CORPUS = {
     "empty file": Bad(table(b""), "prepare", r"data/raw/t\.csv: the file is empty"),
-    "header only": Bad(table("tenure,spend,churned\n"), "prepare", r"t\.csv: no rows \(columns: \['tenure', 'spend', 'churned'\]\)"),
-    "missing label column": Bad(table(customers().drop(columns="churned")), "prepare",
-                                r"column\(s\) \['churned'\] not found; the file has \['tenure', 'spend', 'minutes', 'plan'\]"),
-    "renamed label column": Bad(table(customers().rename(columns={"churned": "Churned"})), "prepare",
-                                r"column\(s\) \['churned'\] not found; the file has \[.*'Churned'\]"),
-    "undeclared categorical column": Bad(table(customers(), categorical={}), "prepare",
-                                         r"column 'plan' has 300 value\(s\) that are not numbers, e\.g\. \['basic', .*declare it in prepare\.table\.categorical"),
-    "string in a numeric column": Bad(with_part(cell(7, "spend", "12,5")), "prepare",
-                                      r"column 'spend' has 1 value\(s\) that are not numbers, e\.g\. \['12,5'\] in rows \[7\]"),
-    "NaN": Bad(with_part(cell(11, "minutes", np.nan)), "prepare", r"column 'minutes' has 1 empty, NaN or infinite value\(s\), rows \[11\]"),
-    "infinity": Bad(with_part(cell(12, "tenure", "inf")), "prepare", r"column 'tenure' has 1 empty, NaN or infinite value\(s\), rows \[12\]"),
-    "row without a label": Bad(with_part(cell(5, "churned", np.nan)), "prepare", r"label column 'churned': 1 row\(s\) without a label, rows \[5\]"),
+    "header only": Bad(
+        table("tenure,spend,churned\n"), "prepare", r"t\.csv: no rows \(columns: \['tenure', 'spend', 'churned'\]\)"
+    ),
+    "missing label column": Bad(
+        table(customers().drop(columns="churned")),
+        "prepare",
+        r"column\(s\) \['churned'\] not found; the file has \['tenure', 'spend', 'minutes', 'plan'\]",
+    ),
+    "renamed label column": Bad(
+        table(customers().rename(columns={"churned": "Churned"})),
+        "prepare",
+        r"column\(s\) \['churned'\] not found; the file has \[.*'Churned'\]",
+    ),
+    "undeclared categorical column": Bad(
+        table(customers(), categorical={}),
+        "prepare",
+        r"column 'plan' has 300 value\(s\) that are not numbers, e\.g\. \['basic', .*declare it in prepare\.table\.categorical",
+    ),
+    "string in a numeric column": Bad(
+        with_part(cell(7, "spend", "12,5")),
+        "prepare",
+        r"column 'spend' has 1 value\(s\) that are not numbers, e\.g\. \['12,5'\] in rows \[7\]",
+    ),
+    "NaN": Bad(
+        with_part(cell(11, "minutes", np.nan)),
+        "prepare",
+        r"column 'minutes' has 1 empty, NaN or infinite value\(s\), rows \[11\]",
+    ),
+    "infinity": Bad(
+        with_part(cell(12, "tenure", "inf")), "prepare", r"column 'tenure' has 1 empty, NaN or infinite value\(s\), rows \[12\]"
+    ),
+    "row without a label": Bad(
+        with_part(cell(5, "churned", np.nan)), "prepare", r"label column 'churned': 1 row\(s\) without a label, rows \[5\]"
+    ),
     "not UTF-8": Bad(table("tenure,plan,churned\n1,caf\xe9,no\n".encode("latin-1")), "prepare", r"t\.csv: not UTF-8 text"),
-    "a split with zero rows": Bad(with_part(lambda f: f.__setitem__("part", "train")), "prepare", r"the given split has no test rows"),
-    "bad split values": Bad(with_part(cell(3, "part", "holdout")), "prepare",
-                            r"split column 'part': split values must be train, val or test; got \['holdout'\] in rows \[3\]"),
+    "a split with zero rows": Bad(
+        with_part(lambda f: f.__setitem__("part", "train")), "prepare", r"the given split has no test rows"
+    ),
+    "bad split values": Bad(
+        with_part(cell(3, "part", "holdout")),
+        "prepare",
+        r"split column 'part': split values must be train, val or test; got \['holdout'\] in rows \[3\]",
+    ),
     "a single class": Bad(table(customers().assign(churned="no")), "contract", r"single class \(\['no'\]\): nothing to classify"),
-    "an extra feature column": Bad(kept_contract_then(lambda f: f.assign(age=40.0)), "contract",
-                                   r"contract\.yaml was learnt from other data \(features: the contract has 6 .*the data 7 .*Delete it"),
-    "a missing feature column": Bad(kept_contract_then(lambda f: f.drop(columns="minutes")), "contract",
-                                    r"learnt from other data \(features: the contract has 6 \['tenure', 'spend', 'minutes'"),
-    "a label outside the contract": Bad(kept_contract_then(lambda f: f.assign(churned=f["churned"].where(f.index != 9, "maybe"))), "contract",
-                                        r"classes: the contract has 2 \['no', 'yes'\], the data 3 \['maybe', 'no', 'yes'\]"),
-    "a value outside the contract": Bad(kept_contract_then(lambda f: f.assign(spend=f["spend"].where(f.index != 4, 1e6))), "validate",
-                                        r"\.spend: expect_column_values_to_be_between: 1 of \d+ rows; values \[1000000\.0\]; allowed \[.*\] "
-                                        r"\(ranges\.spend in the data contract\); rows \[\d+\]"),
-    "too few rows": Bad(table(customers(rows=60)), "validate", r"val: expect_table_row_count_to_be_between: 5 rows, below min_rows = 10 \(the data contract; validate\.min_rows when it was learnt\)"),
-    "leaked rows": Bad(with_part(copy_row("test")), "validate", rf"1 sample\(s\) of train also in test: rows {FIRST_TRAIN}<->{FIRST_TEST}\b"),
-    "conflicting duplicates": Bad(with_part(copy_row("train", relabel=True), validate={"max_conflicting_share": 0.0}), "validate",
-                                  rf"1 of \d+ rows \(0\.5%\) in train repeat the features of a row with another label: rows\(label\) "
-                                  rf"{FIRST_TRAIN}\((yes|no)\)<->{SECOND_TRAIN}\((yes|no)\): more than validate\.max_conflicting_share = 0\.0"),
-    "a grouped leak": Bad(with_part(patient_in_two_splits, group_column="patient"), "validate",
-                          r"1 group\(s\) in both train and test: \['train-0'\]"),
-    "a target-leaking feature": Bad(with_part(leaky_column, rows=5000), "validate",
-                                     r"feature 'cancel_code' alone predicts the label with balanced accuracy 1\.0000 out of fold on \d+ train and "
-                                     r"validation rows \(validate\.target_leak_accuracy = 0\.99\), p = .* under validate\.alpha = 0\.01: a target leak\?"),
-    "drift beyond the fail threshold": Bad(with_part(shift_test), "validate",
-                                           r"test\.minutes: drift from train, KS statistic 0\.\d+ \(validate\.drift_min_effect = 0\.1\), p = \S+ after correcting "
-                                           r"for \d+ tests, under validate\.alpha = 0\.01"),
-    "a given split far from the contract's class shares": Bad(with_part(mostly_one_class_in_test), "validate",
-                                                               r"test: class '(yes|no)' is 0\.\d+ of the rows; the contract says 0\.\d+: a difference of "
-                                                               r"0\.\d+ \(proportion_tolerance = 0\.1 in the data contract\), p = \S+ after correcting"),
-    "mixed image sizes without a resize": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(9, 8)] * 30}), "prepare",
-                                              r"dogs/0\.png: \(9, 8\) pixels, but .*cats/0\.png has \(8, 8\); set prepare\.images\.size"),
-    "a truncated image": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, truncate), "prepare",
-                             r"dogs/0\.png: cannot be decoded as an image"),
-    "an unreadable image": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, not_an_image), "prepare",
-                               r"dogs/0\.png: cannot be decoded as an image"),
-    "an empty class folder": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, empty_class), "prepare",
-                                 r"img/birds: no PNG or JPEG files"),
-    "pickled NPZ arrays": Bad(npz(x=np.array([{"a": 1}] * 120, dtype=object), y=LABELS), "prepare",
-                              r"a\.npz: array 'x' holds Python objects; kdflow reads numbers only \(no pickles\)"),
-    "an NPZ that expands past prepare.max_gib": Bad(npz_file(npz_bomb), "prepare",
-                                                    r"a\.npz: its arrays \(x \[1000000000, 40\], y \[1000\]\) would take 149\.0 GiB of memory as "
-                                                    r"float32 features, above prepare\.max_gib = 8; nothing was loaded"),
-    "a .npy array renamed .npz": Bad(npz_file(lambda path: np.save(open(path, "wb"), np.ones((120, 4)))), "prepare",
-                                     r"a\.npz: not an \.npz archive \(a zip of \.npy arrays, as np\.savez writes it\); a single \.npy array renamed\?"),
-    "an NPZ archive with a corrupt member": Bad(npz_file(npz_with_a_corrupt_member), "prepare", r"a\.npz: (a damaged \.npz archive|not a readable \.npz archive|array 'x' is not a valid \.npy array)"),
-    "an NPZ member that is not an array": Bad(npz_file(npz_with_a_text_member), "prepare", r"a\.npz: member 'notes\.txt' is not a \.npy array"),
-    "an image with more pixels than prepare.images.max_pixels": Bad(images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, max_pixels=32), "prepare",
-                                                                      r"cats/0\.png: 8 x 8 pixels, above prepare\.images\.max_pixels = 32 \(a decompression bomb"),
-    "more images than prepare.max_gib holds": Bad(lambda root: (images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30})(root),
-                                                                _set(root, "prepare", max_gib=1e-6)), "prepare",
-                                                  r"img: 60 images of 8 x 8 would take 0\.0 GiB of memory as float32 features, above prepare\.max_gib = 1e-06"),
-    "NPZ arrays of different lengths": Bad(npz(x=np.ones((119, 4)), y=LABELS), "prepare", r"x has shape \[119, 4\] and y \[120\]"),
+    "an extra feature column": Bad(
+        kept_contract_then(lambda f: f.assign(age=40.0)),
+        "contract",
+        r"contract\.yaml was learnt from other data \(features: the contract has 6 .*the data 7 .*Delete it",
+    ),
+    "a missing feature column": Bad(
+        kept_contract_then(lambda f: f.drop(columns="minutes")),
+        "contract",
+        r"learnt from other data \(features: the contract has 6 \['tenure', 'spend', 'minutes'",
+    ),
+    "a label outside the contract": Bad(
+        kept_contract_then(lambda f: f.assign(churned=f["churned"].where(f.index != 9, "maybe"))),
+        "contract",
+        r"classes: the contract has 2 \['no', 'yes'\], the data 3 \['maybe', 'no', 'yes'\]",
+    ),
+    "a value outside the contract": Bad(
+        kept_contract_then(lambda f: f.assign(spend=f["spend"].where(f.index != 4, 1e6))),
+        "validate",
+        r"\.spend: expect_column_values_to_be_between: 1 of \d+ rows; values \[1000000\.0\]; allowed \[.*\] "
+        r"\(ranges\.spend in the data contract\); rows \[\d+\]",
+    ),
+    "too few rows": Bad(
+        table(customers(rows=60)),
+        "validate",
+        r"val: expect_table_row_count_to_be_between: 5 rows, below min_rows = 10 \(the data contract; validate\.min_rows when it was learnt\)",
+    ),
+    "leaked rows": Bad(
+        with_part(copy_row("test")), "validate", rf"1 sample\(s\) of train also in test: rows {FIRST_TRAIN}<->{FIRST_TEST}\b"
+    ),
+    "conflicting duplicates": Bad(
+        with_part(copy_row("train", relabel=True), validate={"max_conflicting_share": 0.0}),
+        "validate",
+        rf"1 of \d+ rows \(0\.5%\) in train repeat the features of a row with another label: rows\(label\) "
+        rf"{FIRST_TRAIN}\((yes|no)\)<->{SECOND_TRAIN}\((yes|no)\): more than validate\.max_conflicting_share = 0\.0",
+    ),
+    "a grouped leak": Bad(
+        with_part(patient_in_two_splits, group_column="patient"),
+        "validate",
+        r"1 group\(s\) in both train and test: \['train-0'\]",
+    ),
+    "a target-leaking feature": Bad(
+        with_part(leaky_column, rows=5000),
+        "validate",
+        r"feature 'cancel_code' alone predicts the label with balanced accuracy 1\.0000 out of fold on \d+ train and "
+        r"validation rows \(validate\.target_leak_accuracy = 0\.99\), p = .* under validate\.alpha = 0\.01: a target leak\?",
+    ),
+    "drift beyond the fail threshold": Bad(
+        with_part(shift_test),
+        "validate",
+        r"test\.minutes: drift from train, KS statistic 0\.\d+ \(validate\.drift_min_effect = 0\.1\), p = \S+ after correcting "
+        r"for \d+ tests, under validate\.alpha = 0\.01",
+    ),
+    "a given split far from the contract's class shares": Bad(
+        with_part(mostly_one_class_in_test),
+        "validate",
+        r"test: class '(yes|no)' is 0\.\d+ of the rows; the contract says 0\.\d+: a difference of "
+        r"0\.\d+ \(proportion_tolerance = 0\.1 in the data contract\), p = \S+ after correcting",
+    ),
+    "mixed image sizes without a resize": Bad(
+        images({"cats": [(8, 8)] * 30, "dogs": [(9, 8)] * 30}),
+        "prepare",
+        r"dogs/0\.png: \(9, 8\) pixels, but .*cats/0\.png has \(8, 8\); set prepare\.images\.size",
+    ),
+    "a truncated image": Bad(
+        images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, truncate), "prepare", r"dogs/0\.png: cannot be decoded as an image"
+    ),
+    "an unreadable image": Bad(
+        images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, not_an_image),
+        "prepare",
+        r"dogs/0\.png: cannot be decoded as an image",
+    ),
+    "an empty class folder": Bad(
+        images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, empty_class), "prepare", r"img/birds: no PNG or JPEG files"
+    ),
+    "pickled NPZ arrays": Bad(
+        npz(x=np.array([{"a": 1}] * 120, dtype=object), y=LABELS),
+        "prepare",
+        r"a\.npz: array 'x' holds Python objects; kdflow reads numbers only \(no pickles\)",
+    ),
+    "an NPZ that expands past prepare.max_gib": Bad(
+        npz_file(npz_bomb),
+        "prepare",
+        r"a\.npz: its arrays \(x \[1000000000, 40\], y \[1000\]\) would take 149\.0 GiB of memory as "
+        r"float32 features, above prepare\.max_gib = 8; nothing was loaded",
+    ),
+    "a .npy array renamed .npz": Bad(
+        npz_file(a_single_npy_array),
+        "prepare",
+        r"a\.npz: not an \.npz archive \(a zip of \.npy arrays, as np\.savez writes it\); a single \.npy array renamed\?",
+    ),
+    "an NPZ archive with a corrupt member": Bad(
+        npz_file(npz_with_a_corrupt_member),
+        "prepare",
+        r"a\.npz: (a damaged \.npz archive|not a readable \.npz archive|array 'x' is not a valid \.npy array)",
+    ),
+    "an NPZ member that is not an array": Bad(
+        npz_file(npz_with_a_text_member), "prepare", r"a\.npz: member 'notes\.txt' is not a \.npy array"
+    ),
+    "an image with more pixels than prepare.images.max_pixels": Bad(
+        images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30}, max_pixels=32),
+        "prepare",
+        r"cats/0\.png: 8 x 8 pixels, above prepare\.images\.max_pixels = 32 \(a decompression bomb",
+    ),
+    "more images than prepare.max_gib holds": Bad(
+        lambda root: (images({"cats": [(8, 8)] * 30, "dogs": [(8, 8)] * 30})(root), _set(root, "prepare", max_gib=1e-6)),
+        "prepare",
+        r"img: 60 images of 8 x 8 would take 0\.0 GiB of memory as float32 features, above prepare\.max_gib = 1e-06",
+    ),
+    "NPZ arrays of different lengths": Bad(
+        npz(x=np.ones((119, 4)), y=LABELS), "prepare", r"x has shape \[119, 4\] and y \[120\]"
+    ),
 }
 
 

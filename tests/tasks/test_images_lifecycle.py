@@ -11,7 +11,7 @@ from PIL import Image
 from kdflow.io import read_json
 from kdflow.registry.client import CHALLENGER, Registry
 from tasks import champion, contract, distill, evaluate, layout, prepare, register, teacher, validate
-from tests.tasks.test_stages import with_changes
+from tests.tasks.conftest import with_changes
 
 AUGMENT = {"crop": 1, "flip": True, "mixup": 0.2}
 
@@ -34,8 +34,11 @@ def test_digit_images_go_through_every_stage_to_the_registry(project, tiny_param
         tiny_params,
         prepare={"dataset": "images", "path": "data/raw/digits", "images": {"size": [12, 12]}},
         teacher={"model": {"name": "resnet", "kwargs": {"width": 8, "blocks": [1, 1]}}, "train": train},
-        distill={"student": {"name": "resnet", "kwargs": {"width": 4, "blocks": [1, 1]}}, "train": train,
-                 "losses": [{"name": "hinton", "temperature": 4.0}, {"name": "ce", "weight": 0.5}]},
+        distill={
+            "student": {"name": "resnet", "kwargs": {"width": 4, "blocks": [1, 1]}},
+            "train": train,
+            "losses": [{"name": "hinton", "temperature": 4.0}, {"name": "ce", "weight": 0.5}],
+        },
     )
     rows = prepare.run(params, project)
     assert sum(rows.values()) == 250

@@ -9,17 +9,11 @@ import pytest
 
 from kdflow.data.splits import Split, load_split, save_split
 from kdflow.io import read_json
-from kdflow.registry.lineage import file_md5
 from kdflow.registry.client import CHALLENGER, CHAMPION, Registry
+from kdflow.registry.lineage import file_md5
 from tasks import champion, contract, distill, evaluate, layout, prepare, register, teacher, validate
 from tasks.validate import ValidationFailed
-
-
-@pytest.fixture
-def prepared(project, tiny_params):
-    prepare.run(tiny_params, project)
-    contract.run(tiny_params, project)
-    return project
+from tests.tasks.conftest import distill_and_judge, with_changes
 
 
 def test_prepare_writes_three_disjoint_stratified_splits(prepared, tiny_params):
@@ -40,9 +34,11 @@ def test_a_control_process_that_dies_is_an_error_not_a_wait_forever():
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        with pytest.raises(distill.ControlDied, match="died before it finished"):
-            distill.control_result(pool.submit(os._exit, 9))  # as the kernel's OOM killer would end it
+    with (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        pytest.raises(distill.ControlDied, match="died before it finished"),
+    ):
+        distill.control_result(pool.submit(os._exit, 9))  # as the kernel's OOM killer would end it
 
 
 def test_a_stage_past_its_timeout_stops_itself_with_a_message(project, capsys):
@@ -84,8 +80,13 @@ def test_the_quadratic_near_duplicate_search_is_capped_by_a_setting(prepared, ti
     capped = with_changes(tiny_params, validate={"near_duplicate_max_work": 1000.0})
     report = validate.run(capped, prepared)
     assert report["passed"] and "near duplicates" not in report["leakage_checks"]
-    assert any(w.startswith("near duplicates not searched: train x other rows x features is 2.9e+06, above "
-                            "validate.near_duplicate_max_work = 1e+03") for w in report["warnings"])
+    assert any(
+        w.startswith(
+            "near duplicates not searched: train x other rows x features is 2.9e+06, above "
+            "validate.near_duplicate_max_work = 1e+03"
+        )
+        for w in report["warnings"]
+    )
 
 
 def test_leaked_rows_are_named_and_training_starts_only_from_passed_data(prepared, tiny_params):
@@ -103,13 +104,13 @@ def test_leaked_rows_are_named_and_training_starts_only_from_passed_data(prepare
     with pytest.raises(teacher.NotValidated, match="the data failed validation \\(1 problem\\(s\\)\\); nothing is trained"):
         teacher.run(tiny_params, prepared)
     (prepared / layout.VALIDATION_REPORT).unlink()
-    with pytest.raises(teacher.NotValidated, match="validation.json is missing: stage validate must pass"):
+    with pytest.raises(teacher.NotValidated, match=r"validation\.json is missing: stage validate must pass"):
         teacher.run(tiny_params, prepared)
     test.x[5] += 1.0  # the leak fixed: validation passes; then train changes behind its back
     save_split(test, prepared / layout.SPLIT_FILES["test"])
     assert validate.run(tiny_params, prepared)["passed"]
     save_split(Split(train.x[1:], train.y[1:], origin=train.origin[1:]), prepared / layout.SPLIT_FILES["train"])
-    with pytest.raises(teacher.NotValidated, match="train.npz changed since it passed validation"):
+    with pytest.raises(teacher.NotValidated, match=r"train\.npz changed since it passed validation"):
         teacher.run(tiny_params, prepared)
     assert not (prepared / layout.TEACHER).exists()
 
@@ -143,7 +144,17 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
 
     assert champion.run(tiny_params, prepared)["reason"] == "the registry has no champion yet"
     metrics = evaluate.run(tiny_params, prepared)
-    assert set(metrics) == {"teacher", "student", "control", "student_onnx", "student_int8", "comparison", "seeds", "vs_champion", "measured"}
+    assert set(metrics) == {
+        "teacher",
+        "student",
+        "control",
+        "student_onnx",
+        "student_int8",
+        "comparison",
+        "seeds",
+        "vs_champion",
+        "measured",
+    }
     assert metrics["measured"]["student"] == file_md5(prepared / layout.STUDENT) and metrics["measured"]["champion"] is None
     assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-4
     assert metrics["student_int8"]["parity"]["agreement"] > 0.9
@@ -173,29 +184,19 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert not again["created"] and again["version"] == 1 and len(registry.versions()) == 1
 
 
-def with_changes(params, **sections):
-    raw = params.model_dump(by_alias=True, exclude_unset=True)
-    for section, values in sections.items():
-        raw[section] = raw.get(section, {}) | values
-    from kdflow.config import parse_params
-
-    return parse_params(raw)
-
-
-@pytest.fixture
-def trained(prepared, tiny_params):
-    validate.run(tiny_params, prepared)
-    teacher.run(tiny_params, prepared)
-    return prepared
-
-
 def test_seeds_give_error_bars_and_the_cache_replaces_the_teacher(trained, tiny_params):
-    plain = tiny_params.distill.train.model_copy(update={"augment": tiny_params.distill.train.augment.model_copy(update={"shift": 0, "mixup": 0.0})})
+    plain = tiny_params.distill.train.model_copy(
+        update={"augment": tiny_params.distill.train.augment.model_copy(update={"shift": 0, "mixup": 0.0})}
+    )
     params = with_changes(tiny_params, distill={"seeds": [3, 4], "train": plain.model_dump(exclude={"seed"})})
     metrics = distill.run(params, trained)
     assert metrics["teacher_cache"] and metrics["seeds"] == 2
     assert sorted(p.name for p in (trained / layout.STUDENTS).iterdir()) == [
-        "control_seed3.pt", "control_seed4.pt", "student_seed3.pt", "student_seed4.pt"]
+        "control_seed3.pt",
+        "control_seed4.pt",
+        "student_seed3.pt",
+        "student_seed4.pt",
+    ]
     champion.run(params, trained)
     seeds = evaluate.run(params, trained)["seeds"]
     assert seeds["count"] == 2 and seeds["student_accuracy_std"] >= 0
@@ -232,20 +233,12 @@ def test_imported_teacher(trained, tiny_params):
     assert metrics["val_accuracy"] == pytest.approx(trained_metrics["val_accuracy"])
 
 
-def distill_and_judge(params, root) -> dict:
-    distill.run(params, root)
-    champion.run(params, root)
-    evaluate.run(params, root)
-    return register.run(params, root)
-
-
 @pytest.fixture
 def judged(project, tiny_params):
     """A project whose student is the champion, version 1, under gates against regressions in
     accuracy and NLL. Bigger than the other tiny projects (600 test rows) so that a real
     regression is a clear one; the student learns from the labels, as the gates are the point."""
-    gates = {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0,
-             "max_drop_vs_champion": {"accuracy": 0.0, "nll": 0.0}}
+    gates = {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0, "max_drop_vs_champion": {"accuracy": 0.0, "nll": 0.0}}
     train = tiny_params.distill.train.model_dump(exclude={"seed"}) | {"epochs": 40, "augment": {}}
     params = with_changes(
         tiny_params,
@@ -324,8 +317,12 @@ def churn_table(project, rows: int = 300, seed: int = 0):
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    frame = {"tenure": rng.integers(0, 60, rows), "spend ($)": rng.normal(5000, 1000, rows).round(2),
-             "minutes": rng.normal(300, 80, rows).round(1), "plan": rng.choice(["basic", "plus", "pro"], rows)}
+    frame = {
+        "tenure": rng.integers(0, 60, rows),
+        "spend ($)": rng.normal(5000, 1000, rows).round(2),
+        "minutes": rng.normal(300, 80, rows).round(1),
+        "plan": rng.choice(["basic", "plus", "pro"], rows),
+    }
     noise = rng.uniform(size=rows) < 0.2  # no single feature gives the label away
     frame["churned"] = np.where((frame["tenure"] < 12) ^ noise, "yes", "no")
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
@@ -340,17 +337,24 @@ def test_a_user_table_goes_through_every_stage_under_its_own_names(project, tiny
     plain = {"epochs": 30, "batch_size": 64, "threads": 1, "augment": {}}
     params = with_changes(
         tiny_params,
-        prepare={"dataset": "table", "path": "data/raw/churn.csv",
-                 "table": {"label": "churned", "categorical": {"plan": "onehot"}}},
+        prepare={
+            "dataset": "table",
+            "path": "data/raw/churn.csv",
+            "table": {"label": "churned", "categorical": {"plan": "onehot"}},
+        },
         teacher={"model": model, "train": plain},
         distill={"student": model, "train": plain},
     )
     rows = prepare.run(params, project)
     assert sum(rows.values()) == 1000
     schema = read_json(project / layout.SCHEMA)
-    assert schema == {"features": ["tenure", "spend ($)", "minutes", "plan=basic", "plan=plus", "plan=pro"],
-                      "label": "churned", "classes": ["no", "yes"], "categories": {"plan": ["basic", "plus", "pro"]},
-                      "shared_scale": False}
+    assert schema == {
+        "features": ["tenure", "spend ($)", "minutes", "plan=basic", "plan=plus", "plan=pro"],
+        "label": "churned",
+        "classes": ["no", "yes"],
+        "categories": {"plan": ["basic", "plus", "pro"]},
+        "shared_scale": False,
+    }
     assert contract.run(params, project)["written"]
     learnt = (project / layout.CONTRACT).read_text()
     assert "\n  spend ($): [" in learnt and "label: churned" in learnt
@@ -406,8 +410,10 @@ def test_a_group_in_two_given_splits_is_a_leak(project, tiny_params):
     frame.loc[119, "patient"] = "p0"  # patient p0 also in test
     (project / "data/raw").mkdir(parents=True, exist_ok=True)
     frame.to_csv(project / "data/raw/visits.csv", index=False)
-    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/visits.csv",
-                                                "table": {"split_column": "part", "group_column": "patient"}})
+    params = with_changes(
+        tiny_params,
+        prepare={"dataset": "table", "path": "data/raw/visits.csv", "table": {"split_column": "part", "group_column": "patient"}},
+    )
     prepare.run(params, project)
     contract.run(params, project)
     with pytest.raises(ValidationFailed, match=r"1 group\(s\) in both train and test: \['p0'\]"):
@@ -427,7 +433,9 @@ def test_a_shift_planted_in_one_feature_fails_on_that_feature_alone(prepared, ti
     problems = read_json(prepared / layout.VALIDATION_REPORT)["problems"]
     assert len(problems) == 1 and re.match(
         r"test\.x7: drift from train, KS statistic 0\.\d+ \(validate\.drift_min_effect = 0\.1\), p = \S+ after "
-        r"correcting for \d+ tests, under validate\.alpha = 0\.01$", problems[0]), problems
+        r"correcting for \d+ tests, under validate\.alpha = 0\.01$",
+        problems[0],
+    ), problems
     assert "every test's numbers: reports/data_docs/index.html" in str(info.value)
 
 
@@ -453,8 +461,14 @@ def survey_table(project, rows: int = 3000, seed: int = 0, split: bool = False) 
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"rating": rng.integers(1, 6, rows), "children": rng.integers(0, 4, rows),
-                          "religious": rng.integers(1, 5, rows), "education": rng.choice([9, 12, 14, 16], rows)})
+    frame = pd.DataFrame(
+        {
+            "rating": rng.integers(1, 6, rows),
+            "children": rng.integers(0, 4, rows),
+            "religious": rng.integers(1, 5, rows),
+            "education": rng.choice([9, 12, 14, 16], rows),
+        }
+    )
     noise = rng.uniform(size=rows) < 0.04
     frame["outcome"] = np.where((frame["rating"] <= 2) ^ noise, "yes", "no")
     if split:  # the user's own split, drawn at random: identical answers land in train and test
@@ -465,8 +479,7 @@ def survey_table(project, rows: int = 3000, seed: int = 0, split: bool = False) 
 
 def test_identical_rows_stay_in_one_split_made_here_and_are_a_leak_in_a_given_one(project, tiny_params):
     survey_table(project)
-    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/survey.csv",
-                                                "table": {"label": "outcome"}})
+    params = with_changes(tiny_params, prepare={"dataset": "table", "path": "data/raw/survey.csv", "table": {"label": "outcome"}})
     prepare.run(params, project)
     splits = {n: load_split(project / p) for n, p in layout.SPLIT_FILES.items()}
     assert {n: round(len(s) / 3000, 2) for n, s in splits.items()} == {"train": 0.72, "val": 0.08, "test": 0.2}
@@ -474,11 +487,16 @@ def test_identical_rows_stay_in_one_split_made_here_and_are_a_leak_in_a_given_on
     report = validate.run(params, project)  # kdflow's own split creates no leak to report
     assert report["passed"]
     (conflicts,) = [w for w in report["warnings"] if "in train repeat" in w]
-    assert re.search(r"rows \(\d\.\d%\) in train repeat the features of a row with another label: .*: within "
-                     r"validate\.max_conflicting_share = 0\.1 \(honest noise, usually\)", conflicts), conflicts
+    assert re.search(
+        r"rows \(\d\.\d%\) in train repeat the features of a row with another label: .*: within "
+        r"validate\.max_conflicting_share = 0\.1 \(honest noise, usually\)",
+        conflicts,
+    ), conflicts
     # Above the share the user sets, the same conflicts fail, naming the setting.
     strict = with_changes(params, validate={"max_conflicting_share": 0.001})
-    with pytest.raises(ValidationFailed, match=r"in train repeat the features .*: more than validate\.max_conflicting_share = 0\.001"):
+    with pytest.raises(
+        ValidationFailed, match=r"in train repeat the features .*: more than validate\.max_conflicting_share = 0\.001"
+    ):
         validate.run(strict, project)
 
     survey_table(project, split=True)
@@ -486,6 +504,9 @@ def test_identical_rows_stay_in_one_split_made_here_and_are_a_leak_in_a_given_on
     prepare.run(given, project)
     (project / layout.CONTRACT).unlink()
     contract.run(given, project)
-    with pytest.raises(ValidationFailed, match=r"\d+ sample\(s\) of train also in test: rows .* kdflow's own splits keep "
-                                               r"identical rows together, so these come from a given split"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"\d+ sample\(s\) of train also in test: rows .* kdflow's own splits keep "
+        r"identical rows together, so these come from a given split",
+    ):
         validate.run(given, project)

@@ -11,17 +11,25 @@ import pytest
 import torch
 
 from kdflow.io import read_json
+from kdflow.registry.client import CHAMPION, STUDENT_MD5_TAG, Registry
 from kdflow.registry.lineage import file_md5
 from kdflow.training.models import MLP
-from kdflow.registry.client import CHAMPION, STUDENT_MD5_TAG, Registry
 from tasks import champion, distill, evaluate, layout, register
 from tasks.register import StaleMetrics
-from tests.tasks.test_stages import distill_and_judge, prepared, trained, with_changes  # noqa: F401 - fixtures
+from tests.tasks.conftest import distill_and_judge, with_changes
 
 
 def crafted_import(path, marker):
-    torch.save({"spec": {"name": "subprocess:call"}, "input_shape": ["sh", "-c", f"touch {marker}"],
-                "num_classes": 10, "state_dict": {}, "meta": {}}, path)
+    torch.save(
+        {
+            "spec": {"name": "subprocess:call"},
+            "input_shape": ["sh", "-c", f"touch {marker}"],
+            "num_classes": 10,
+            "state_dict": {},
+            "meta": {},
+        },
+        path,
+    )
 
 
 def crafted_torchscript(path, marker):
@@ -98,7 +106,9 @@ def test_metrics_measured_on_another_student_are_refused(trained, tiny_params):
     champion.run(tiny_params, trained)
     evaluate.run(tiny_params, trained)
     shutil.copy(trained / layout.CONTROL, trained / layout.STUDENT)  # e.g. a one-off retraining by hand
-    with pytest.raises(StaleMetrics, match=r"student \(models/student.pt\) differ from what it measured; run stage 'evaluate' again"):
+    with pytest.raises(
+        StaleMetrics, match=r"student \(models/student.pt\) differ from what it measured; run stage 'evaluate' again"
+    ):
         register.run(tiny_params, trained)
     assert Registry(tiny_params.register_.model_name).versions() == []
     metrics = read_json(trained / layout.METRICS)

@@ -59,7 +59,7 @@ class DistillationLoss(nn.Module):
         # Every op here runs once per step; with a small student they are a visible share of it.
         student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
         total = None
-        for weight, term in zip(self.weights, self.terms):
+        for weight, term in zip(self.weights, self.terms, strict=True):
             if weight:
                 value = term(student_logits, teacher_logits, target, features)
                 value = value if weight == 1 else weight * value

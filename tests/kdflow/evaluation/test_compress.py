@@ -1,8 +1,8 @@
 import torch
 
 from kdflow.evaluation.compress import OnnxModel, export_onnx, parity, quantize_int8
-from kdflow.training.models import MLP
 from kdflow.training.loop import predict
+from kdflow.training.models import MLP
 
 
 def test_onnx_and_int8_forms_match_the_float_model(tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,22 +10,44 @@ import pytest
 
 from kdflow.evaluation import plots, report
 from kdflow.registry.gates import Verdict
+from tests.browser import chromium, needs_chromium
 
 
 def row(accuracy: float, **extra) -> dict:
     return {
-        "accuracy": accuracy, "macro_f1": accuracy - 0.01, "ece": 0.05, "ece_scaled": 0.02, "nll": 0.3,
-        "brier": 0.1, "corruption_accuracy": accuracy - 0.2, "relative_robustness": 0.9,
-        "adversarial": {"fgsm_0.1": 0.5, "pgd_0.1": 0.4}, "ood": {"msp_auroc": 0.8, "msp_fpr95": 0.6},
-        "parameters": 1000, "macs": 2000, "size_bytes": 4000, "latency_b1_p50_ms": 0.05,
-        "latency_b1_p95_ms": 0.07, "latency_b64_p50_ms": 0.2, "latency_b64_p95_ms": 0.25,
-        "throughput_b64_per_s": 320000.0, "usd_per_million_predictions": 0.0001, "peak_memory_mb_b64": 3.5,
+        "accuracy": accuracy,
+        "macro_f1": accuracy - 0.01,
+        "ece": 0.05,
+        "ece_scaled": 0.02,
+        "nll": 0.3,
+        "brier": 0.1,
+        "corruption_accuracy": accuracy - 0.2,
+        "relative_robustness": 0.9,
+        "adversarial": {"fgsm_0.1": 0.5, "pgd_0.1": 0.4},
+        "ood": {"msp_auroc": 0.8, "msp_fpr95": 0.6},
+        "parameters": 1000,
+        "macs": 2000,
+        "size_bytes": 4000,
+        "latency_b1_p50_ms": 0.05,
+        "latency_b1_p95_ms": 0.07,
+        "latency_b64_p50_ms": 0.2,
+        "latency_b64_p95_ms": 0.25,
+        "throughput_b64_per_s": 320000.0,
+        "usd_per_million_predictions": 0.0001,
+        "peak_memory_mb_b64": 3.5,
     } | extra
 
 
 def entry(candidate, reference, low, high, significant, higher=True):
-    return {"candidate": candidate, "reference": reference, "difference": candidate - reference,
-            "ci_low": low, "ci_high": high, "higher_is_better": higher, "significant": significant}
+    return {
+        "candidate": candidate,
+        "reference": reference,
+        "difference": candidate - reference,
+        "ci_low": low,
+        "ci_high": high,
+        "higher_is_better": higher,
+        "significant": significant,
+    }
 
 
 METRICS = {
@@ -39,10 +59,15 @@ METRICS = {
     "student_int8": row(0.79, parity={"max_abs_logit_diff": 0.02, "agreement": 0.99}, adversarial={}),
     "seeds": {"count": 1},
     "comparison": {"test_rows": 200, "latency_threads": 1},
-    "vs_champion": {"version": 3, "reason": "the current champion, version 3", "resamples": 1000, "axes": {
-        "accuracy": entry(0.80, 0.90, -0.14, -0.06, "worse"),
-        "ece": entry(0.05, 0.06, -0.02, 0.01, "no", higher=False),
-    }},
+    "vs_champion": {
+        "version": 3,
+        "reason": "the current champion, version 3",
+        "resamples": 1000,
+        "axes": {
+            "accuracy": entry(0.80, 0.90, -0.14, -0.06, "worse"),
+            "ece": entry(0.05, 0.06, -0.02, 0.01, "no", higher=False),
+        },
+    },
 }
 VERDICTS = [
     Verdict("min_student_accuracy", True, "student accuracy 0.8000 vs floor 0.5000"),
@@ -55,11 +80,15 @@ def write_plot_data(root: Path) -> dict[str, Path]:
     files = {
         "history": "epoch,student_val_accuracy,control_val_accuracy\n1,0.5,0.4\n2,0.7,0.6\n",
         "reliability": "model,bin,bin_upper,confidence,accuracy,count\nstudent,0,0.5,0.4,0.35,10\nstudent,1,1.0,0.8,0.85,20\n",
-        "latency": "model,batch_size,p50_ms,p95_ms,accuracy\n" + "".join(
-            f"{m},64,{ms},{ms * 1.2},{a}\n" for m, ms, a in (("teacher", 2.0, 0.95), ("student", 0.2, 0.8), ("champion", 0.3, 0.9), ("student_int8", 0.1, 0.79))
+        "latency": "model,batch_size,p50_ms,p95_ms,accuracy\n"
+        + "".join(
+            f"{m},64,{ms},{ms * 1.2},{a}\n"
+            for m, ms, a in (("teacher", 2.0, 0.95), ("student", 0.2, 0.8), ("champion", 0.3, 0.9), ("student_int8", 0.1, 0.79))
         ),
-        "severity": "model,severity,accuracy\n" + "".join(f"{m},{s},{0.9 - 0.1 * s}\n" for m in ("teacher", "student") for s in (1, 2, 3)),
-        "confusion": "model,actual,predicted\n" + "".join(f"{m},{a},{p}\n" for m in ("student", "champion") for a, p in ((0, 0), (1, 1), (1, 0), (2, 2))),
+        "severity": "model,severity,accuracy\n"
+        + "".join(f"{m},{s},{0.9 - 0.1 * s}\n" for m in ("teacher", "student") for s in (1, 2, 3)),
+        "confusion": "model,actual,predicted\n"
+        + "".join(f"{m},{a},{p}\n" for m in ("student", "champion") for a, p in ((0, 0), (1, 1), (1, 0), (2, 2))),
     }
     paths = {}
     for name, text in files.items():
@@ -72,8 +101,11 @@ def write_plot_data(root: Path) -> dict[str, Path]:
 def html(tmp_path) -> str:
     svgs = {name: plots.svg(fig) for name, fig in plots.figures(write_plot_data(tmp_path))}
     return report.render(
-        metrics=METRICS, verdicts=VERDICTS, registration=REGISTRATION,
-        lineage={"git_commit": "0123456789abcdef", "git_dirty": "false"}, figures=svgs,
+        metrics=METRICS,
+        verdicts=VERDICTS,
+        registration=REGISTRATION,
+        lineage={"git_commit": "0123456789abcdef", "git_dirty": "false"},
+        figures=svgs,
     )
 
 
@@ -106,27 +138,14 @@ def test_the_report_says_what_happened_and_why(html):
     assert "PGD 0.1" in html and "samples/s b64" in html and "peak MiB b64" in html
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-HEADLESS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--hide-scrollbars",
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # were the page to fetch anything, it would fail
-]
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_the_report_renders_in_headless_chromium(html, tmp_path):
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
-    dom = subprocess.run(
-        [CHROMIUM, *HEADLESS, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
+    dom = chromium(tmp_path / "profile", "--dump-dom", page.as_uri())
     assert 'id="gates"' in dom and 'id="models"' in dom and "Not promoted" in dom
     shot = tmp_path / "report.png"
-    subprocess.run(
-        [CHROMIUM, *HEADLESS, "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )
+    chromium(tmp_path / "profile", "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri())
     from PIL import Image
 
     with Image.open(shot) as image:

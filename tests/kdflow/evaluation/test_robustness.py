@@ -1,11 +1,20 @@
 import math
 
+import pytest
 import torch
 from torch import nn
 
-import pytest
-
-from kdflow.evaluation.robustness import CORRUPTIONS, IMAGE_CORRUPTIONS, blur, contrast, corrupted_sets, feature_dropout, fgsm, pgd, shift
+from kdflow.evaluation.robustness import (
+    CORRUPTIONS,
+    IMAGE_CORRUPTIONS,
+    blur,
+    contrast,
+    corrupted_sets,
+    feature_dropout,
+    fgsm,
+    pgd,
+    shift,
+)
 
 
 def linear(w: list[list[float]]) -> nn.Linear:
@@ -29,7 +38,7 @@ def test_pgd_stays_in_the_ball_and_hurts_at_least_as_much_as_fgsm():
     x, y = torch.randn(200, 8), torch.randint(0, 3, (200,))
     adv = pgd(model, x, y, eps=0.2, steps=10)
     assert (adv - x).abs().max() <= 0.2 + 1e-6
-    loss = lambda inputs: nn.functional.cross_entropy(model(inputs), y).item()  # noqa: E731
+    loss = lambda inputs: nn.functional.cross_entropy(model(inputs), y).item()
     assert loss(adv) >= loss(fgsm(model, x, y, 0.2)) - 1e-3 and loss(adv) > loss(x)
 
 

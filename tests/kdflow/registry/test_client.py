@@ -1,6 +1,7 @@
+import itertools
+
 import pytest
 
-from kdflow.registry.lineage import file_md5, folder_digest
 from kdflow.registry.client import (
     CHALLENGER,
     CHAMPION,
@@ -10,12 +11,12 @@ from kdflow.registry.client import (
     Registry,
     RegistryError,
 )
+from kdflow.registry.lineage import file_md5, folder_digest
 
 
 def add_version(reg: Registry, root, tags: dict | None = None) -> int:
     """A version as `register` makes one, in small: a run holding the kdflow checkpoint, a served
     model folder, and the digests of both on the version."""
-    import mlflow
 
     n = len(reg.versions()) + 1
     served = root / f"served{n}"
@@ -28,8 +29,11 @@ def add_version(reg: Registry, root, tags: dict | None = None) -> int:
     reg.client.log_artifact(run.info.run_id, str(checkpoint), "checkpoint")
     reg.client.set_terminated(run.info.run_id)
     version = reg.client.create_model_version(
-        reg.name, source=str(served), run_id=run.info.run_id,
-        tags={RUN_TAG: run.info.run_id, STUDENT_MD5_TAG: file_md5(checkpoint), SERVED_MODEL_TAG: folder_digest(served)} | (tags or {}),
+        reg.name,
+        source=str(served),
+        run_id=run.info.run_id,
+        tags={RUN_TAG: run.info.run_id, STUDENT_MD5_TAG: file_md5(checkpoint), SERVED_MODEL_TAG: folder_digest(served)}
+        | (tags or {}),
     )
     return int(version.version)
 
@@ -128,8 +132,8 @@ def test_the_reference_is_the_champion_a_candidate_was_first_judged_against(regi
 def test_a_checkpoint_that_is_not_the_registered_one_is_refused(tmp_path, monkeypatch):
     import mlflow
 
-    from kdflow.registry.lineage import file_md5
     from kdflow.registry.client import CHECKPOINT_ARTIFACT, RUN_TAG, STUDENT_MD5_TAG
+    from kdflow.registry.lineage import file_md5
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -140,8 +144,9 @@ def test_a_checkpoint_that_is_not_the_registered_one_is_refused(tmp_path, monkey
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
     reg = Registry("m", tracking_uri=uri)
     reg.client.create_registered_model("m")
-    reg.client.create_model_version("m", source=str(tmp_path), run_id=run.info.run_id,
-                                    tags={RUN_TAG: run.info.run_id, STUDENT_MD5_TAG: file_md5(checkpoint)})
+    reg.client.create_model_version(
+        "m", source=str(tmp_path), run_id=run.info.run_id, tags={RUN_TAG: run.info.run_id, STUDENT_MD5_TAG: file_md5(checkpoint)}
+    )
     fetched = reg.download_checkpoint(reg.version(1), tmp_path / "out" / "student.pt")
     assert fetched.read_bytes() == b"weights"
     reg.tag(1, {STUDENT_MD5_TAG: "0" * 32})
@@ -157,7 +162,7 @@ def consistent(reg: Registry) -> None:
     """The invariant every command leaves: the trail is one chain of moves, the alias is where
     its last entry says, and that version's tags name that entry."""
     trail = reg.trail()
-    for before, after in zip(trail, trail[1:]):
+    for before, after in itertools.pairwise(trail):
         assert after.seq == before.seq + 1 and after.previous == before.version, (before, after)
     champion = reg.alias(CHAMPION)
     assert (int(champion.version) if champion else None) == (trail[-1].version if trail else None)
@@ -173,8 +178,11 @@ def test_the_trail_keeps_every_move_in_order_and_never_rewrites_one(registry):
     registry.promote(2, reason="fixed serving; 2 again", forced=True)
     trail = registry.trail()
     assert [(e.action, e.previous, e.version, e.reason, e.forced) for e in trail] == [
-        ("promote", None, 1, "first", False), ("promote", 1, 2, "better", False),
-        ("rollback", 2, 1, "2 is slow", False), ("promote", 1, 2, "fixed serving; 2 again", True)]
+        ("promote", None, 1, "first", False),
+        ("promote", 1, 2, "better", False),
+        ("rollback", 2, 1, "2 is slow", False),
+        ("promote", 1, 2, "fixed serving; 2 again", True),
+    ]
     assert all(e.actor == "tester" and e.at for e in trail)
     now = registry.client.get_registered_model("m").tags
     assert all(now[k] == v for k, v in first_two.items() if k.startswith("kdflow.registry.audit."))  # append-only
@@ -270,7 +278,7 @@ def test_rollback_skips_versions_deleted_since_and_refuses_bytes_that_changed(re
     assert (demoted.version, restored.version) == (3, 1)
     registry.promote(3, reason="again")
     (tmp_path / "served1" / "MLmodel").write_text("tampered\n")  # what serving would load changed
-    with pytest.raises(RegistryError, match="version 1: its served model's digest .* differs"):
+    with pytest.raises(RegistryError, match=r"version 1: its served model's digest .* differs"):
         registry.rollback("3 is wrong again")
     assert registry.alias(CHAMPION).version == 3
     consistent(registry)

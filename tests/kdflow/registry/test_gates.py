@@ -32,15 +32,27 @@ def test_with_several_seeds_the_mean_gain_is_judged():
 
 def test_the_gain_over_the_control_fails_only_when_its_whole_interval_is_short():
     def judged(mean, low, high):
-        m = metrics(0.9, 0.9) | {"seeds": {"count": 3, "student_minus_control_mean": mean,
-                                           "student_minus_control_ci_low": low, "student_minus_control_ci_high": high}}
+        m = metrics(0.9, 0.9) | {
+            "seeds": {
+                "count": 3,
+                "student_minus_control_mean": mean,
+                "student_minus_control_ci_low": low,
+                "student_minus_control_ci_high": high,
+            }
+        }
         return check(m, GatesConfig(min_student_accuracy=0.0, min_gain_over_control=0.0))[1]
 
     tie = judged(-0.012, -0.05, 0.03)  # a small table: worse by a point, within noise
     assert tie.passed and "over 3 seeds -0.0120 (95% CI -0.0500 to +0.0300) vs required +0.0000" in tie.detail
     assert not judged(-0.04, -0.06, -0.02).passed  # really worse
-    m = metrics(0.9, 0.9) | {"seeds": {"count": 3, "student_minus_control_mean": 0.01,
-                                       "student_minus_control_ci_low": -0.02, "student_minus_control_ci_high": 0.06}}
+    m = metrics(0.9, 0.9) | {
+        "seeds": {
+            "count": 3,
+            "student_minus_control_mean": 0.01,
+            "student_minus_control_ci_low": -0.02,
+            "student_minus_control_ci_high": 0.06,
+        }
+    }
     shown = check(m, GatesConfig(min_student_accuracy=0.0, min_gain_over_control=0.05))[1]
     assert not shown.passed  # a gain to show: the mean must reach it, an interval that might is not enough
 
@@ -55,12 +67,14 @@ def by_name(verdicts):
 
 
 def test_per_axis_gates_each_judge_their_axis():
-    cfg = GatesConfig(
-        min_student_accuracy=0.5, max_ece=0.1, max_p95_latency_ms={1: 0.5}, min_relative_robustness=0.8
-    )
+    cfg = GatesConfig(min_student_accuracy=0.5, max_ece=0.1, max_p95_latency_ms={1: 0.5}, min_relative_robustness=0.8)
     verdicts = by_name(check(full_metrics(), cfg))
     assert set(verdicts) == {
-        "min_student_accuracy", "min_gain_over_control", "max_ece", "max_p95_latency_ms.b1", "min_relative_robustness"
+        "min_student_accuracy",
+        "min_gain_over_control",
+        "max_ece",
+        "max_p95_latency_ms.b1",
+        "min_relative_robustness",
     }
     assert all(v.passed for v in verdicts.values())
     assert "0.400 ms (1 thread(s)) vs ceiling 0.500 ms" in verdicts["max_p95_latency_ms.b1"].detail
@@ -75,17 +89,27 @@ def test_gates_left_out_are_off():
 
 def axis_entry(difference, low, high, higher_is_better=True):
     return {
-        "candidate": 0.5 + difference, "reference": 0.5, "difference": difference,
-        "ci_low": low, "ci_high": high, "higher_is_better": higher_is_better,
+        "candidate": 0.5 + difference,
+        "reference": 0.5,
+        "difference": difference,
+        "ci_low": low,
+        "ci_high": high,
+        "higher_is_better": higher_is_better,
     }
 
 
 def test_a_regression_fails_only_when_the_whole_interval_is_worse_than_tolerated():
     cfg = GatesConfig(min_student_accuracy=0.0, max_drop_vs_champion={"accuracy": 0.01, "ece": 0.02})
-    m = full_metrics() | {"vs_champion": {"version": 3, "reason": "", "axes": {
-        "accuracy": axis_entry(-0.05, -0.08, -0.02),  # surely worse by more than 0.01
-        "ece": axis_entry(0.03, -0.01, 0.07, higher_is_better=False),  # maybe worse, maybe not
-    }}}
+    m = full_metrics() | {
+        "vs_champion": {
+            "version": 3,
+            "reason": "",
+            "axes": {
+                "accuracy": axis_entry(-0.05, -0.08, -0.02),  # surely worse by more than 0.01
+                "ece": axis_entry(0.03, -0.01, 0.07, higher_is_better=False),  # maybe worse, maybe not
+            },
+        }
+    }
     verdicts = by_name(check(m, cfg))
     accuracy, ece = verdicts["max_drop_vs_champion.accuracy"], verdicts["max_drop_vs_champion.ece"]
     assert not accuracy.passed and "worse by +0.0500 (95% CI +0.0200 to +0.0800) vs tolerated 0.0100" in accuracy.detail

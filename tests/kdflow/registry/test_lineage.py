@@ -17,7 +17,7 @@ def test_fingerprint_depends_on_content_not_order():
 
 def test_git_state(tmp_path):
     assert git_state(tmp_path) == {"git_commit": "unknown", "git_dirty": "false"}
-    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
     git("init", "-q")
     (tmp_path / "f").write_text("1")
     git("add", "f")

@@ -29,7 +29,7 @@ def _hold(uri: str, log: str, env: dict[str, str]) -> None:
 def never_overlapped(log: Path, holders: int) -> None:
     lines = log.read_text().split("\n")[:-1]
     assert len(lines) == 2 * holders
-    for start, end in zip(lines[::2], lines[1::2]):  # each holder's start is followed by its own end
+    for start, end in zip(lines[::2], lines[1::2], strict=True):  # each holder's start is followed by its own end
         assert start.startswith("start ") and end == "end " + start.removeprefix("start ")
 
 

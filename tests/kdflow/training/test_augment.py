@@ -1,7 +1,7 @@
 import torch
 
-from kdflow.training.augment import augment, mixup, random_shift
 from kdflow.config import AugmentConfig
+from kdflow.training.augment import augment, mixup, random_shift
 
 
 def test_shift_rolls_each_row_within_bound():

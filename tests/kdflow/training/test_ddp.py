@@ -21,7 +21,10 @@ def test_two_processes_match_one(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     done = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "tests.kdflow.synthetic", str(out), "", "6"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = torch.load(out, weights_only=True)

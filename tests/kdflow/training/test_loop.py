@@ -3,11 +3,10 @@ import torch
 
 from kdflow.config import AugmentConfig, FitNetsTerm, HintonTerm, ModelSpec, TrainConfig
 from kdflow.data.splits import Split
-from kdflow.training.models import MLP, build_model
-from kdflow.training.losses import DistillationLoss
 from kdflow.training.loop import Teaching, fit, predict
+from kdflow.training.losses import DistillationLoss
+from kdflow.training.models import MLP, build_model
 from tests.kdflow.synthetic import blobs
-
 
 CFG = TrainConfig(epochs=8, batch_size=32, lr=0.01, threads=1)
 
@@ -63,11 +62,11 @@ def test_cached_logits_train_like_a_live_teacher():
     train, val = blobs(300, 0), blobs(100, 1)
     teacher = fit(MLP([8], 3, hidden=[32]), train, val, CFG).model
     logits = predict(teacher, torch.from_numpy(train.x))
-    loss = lambda: DistillationLoss.from_config([HintonTerm(name="hinton")])  # noqa: E731
+    loss = lambda: DistillationLoss.from_config([HintonTerm(name="hinton")])
     spec = ModelSpec(name="mlp", kwargs={"hidden": [8]})
     live = fit(build_model(spec, [8], 3, seed=0), train, val, CFG, teaching=Teaching(loss(), teacher))
     cached = fit(build_model(spec, [8], 3, seed=0), train, val, CFG, teaching=Teaching(loss(), None, logits))
-    for a, b in zip(live.model.parameters(), cached.model.parameters()):
+    for a, b in zip(live.model.parameters(), cached.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -92,13 +91,13 @@ def test_fitnets_hint_trains_its_projection_with_the_student():
 def test_fitnets_names_a_missing_layer():
     train, val = blobs(100, 0), blobs(50, 1)
     loss = DistillationLoss.from_config([FitNetsTerm(name="fitnets", student_layer="nope", teacher_layer="net.1")])
-    with pytest.raises(ValueError, match="student has no layer 'nope'; its layers are: net, net.0"):
+    with pytest.raises(ValueError, match=r"student has no layer 'nope'; its layers are: net, net\.0"):
         fit(MLP([8], 3), train, val, CFG, teaching=Teaching(loss, MLP([8], 3)))
 
 
 def test_image_augmentations_are_refused_for_signals():
     train, val = blobs(100, 0), blobs(50, 1)
-    with pytest.raises(ValueError, match="augment.crop does not apply to signals"):
+    with pytest.raises(ValueError, match=r"augment\.crop does not apply to signals"):
         fit(MLP([8], 3), train, val, CFG.model_copy(update={"augment": AugmentConfig(crop=2)}))
 
 

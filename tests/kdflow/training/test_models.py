@@ -20,7 +20,9 @@ from kdflow.training.models import (
 )
 
 
-@pytest.mark.parametrize("spec", [ModelSpec(name="mlp", kwargs={"hidden": [16]}), ModelSpec(name="cnn1d", kwargs={"channels": 4})])
+@pytest.mark.parametrize(
+    "spec", [ModelSpec(name="mlp", kwargs={"hidden": [16]}), ModelSpec(name="cnn1d", kwargs={"channels": 4})]
+)
 def test_zoo_models_map_signals_to_logits(spec):
     model = build_model(spec, [40], num_classes=10)
     assert model(torch.randn(3, 40)).shape == (3, 10)
@@ -56,8 +58,13 @@ def test_checkpoint_with_code_is_refused(tmp_path):
 
 def hostile(tmp_path, **changes) -> Path:
     """A checkpoint as an attacker who can write registry artifacts would craft it."""
-    payload = {"spec": {"name": "mlp", "kwargs": {"hidden": [3]}}, "input_shape": [4], "num_classes": 2,
-               "state_dict": MLP([4], 2, hidden=[3]).state_dict(), "meta": {}} | changes
+    payload = {
+        "spec": {"name": "mlp", "kwargs": {"hidden": [3]}},
+        "input_shape": [4],
+        "num_classes": 2,
+        "state_dict": MLP([4], 2, hidden=[3]).state_dict(),
+        "meta": {},
+    } | changes
     path = tmp_path / "crafted.pt"
     torch.save(payload, path)
     return path
@@ -73,20 +80,28 @@ def test_a_checkpoint_never_decides_what_code_runs(tmp_path):
     assert not marker.exists()
     # The factory params.yaml names is trusted, from a checkpoint too.
     user = hostile(tmp_path, spec={"name": "tests.kdflow.training.test_models:tiny_factory", "kwargs": {"width": 3}})
-    assert load_checkpoint(user, trusted=trusted_factories(ModelSpec(name="tests.kdflow.training.test_models:tiny_factory")))[1]["num_classes"] == 2
+    assert (
+        load_checkpoint(user, trusted=trusted_factories(ModelSpec(name="tests.kdflow.training.test_models:tiny_factory")))[1][
+            "num_classes"
+        ]
+        == 2
+    )
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"input_shape": ["sh"]}, "input_shape must be a list of positive integers"),
-    ({"input_shape": [1 << 30]}, "input_shape must be a list of positive integers"),
-    ({"num_classes": 10**9}, "num_classes must be an integer from 2"),
-    ({"spec": {"name": "mlp", "kwargs": {}, "extra": 1}}, "model spec is not valid"),
-    ({"state_dict": [1, 2]}, "state_dict is not a mapping"),
-    ({"state_dict": {}}, "weights do not fit model 'mlp'"),
-    # A spec asking for 10^12 weights is refused before any of them is allocated.
-    ({"spec": {"name": "mlp", "kwargs": {"hidden": [10**6, 10**6]}}}, "weights do not fit model 'mlp'"),
-    ({"meta": [1]}, "meta is not a mapping"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"input_shape": ["sh"]}, "input_shape must be a list of positive integers"),
+        ({"input_shape": [1 << 30]}, "input_shape must be a list of positive integers"),
+        ({"num_classes": 10**9}, "num_classes must be an integer from 2"),
+        ({"spec": {"name": "mlp", "kwargs": {}, "extra": 1}}, "model spec is not valid"),
+        ({"state_dict": [1, 2]}, "state_dict is not a mapping"),
+        ({"state_dict": {}}, "weights do not fit model 'mlp'"),
+        # A spec asking for 10^12 weights is refused before any of them is allocated.
+        ({"spec": {"name": "mlp", "kwargs": {"hidden": [10**6, 10**6]}}}, "weights do not fit model 'mlp'"),
+        ({"meta": [1]}, "meta is not a mapping"),
+    ],
+)
 def test_malformed_checkpoints_are_refused_by_name(tmp_path, changes, message):
     with pytest.raises(UntrustedCheckpoint, match=message):
         load_checkpoint(hostile(tmp_path, **changes))
@@ -108,7 +123,7 @@ def test_seeded_build_is_repeatable_and_leaves_global_rng_alone():
     torch.manual_seed(0)
     a, b = build_model(spec, [4], 2, seed=3), build_model(spec, [4], 2, seed=3)
     assert torch.rand(1) == expected
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def tiny_factory(input_shape, num_classes, width=3):
@@ -121,7 +136,9 @@ def test_user_model_by_import_path():
     assert model.net[0].out_features == 5
 
 
-@pytest.mark.parametrize(("name", "message"), [("nowhere.module:make", "cannot import"), ("kdflow.training.models:ZOO", "not callable")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("nowhere.module:make", "cannot import"), ("kdflow.training.models:ZOO", "not callable")]
+)
 def test_unimportable_user_models(name, message):
     with pytest.raises(ValueError, match=message):
         build_model(ModelSpec(name=name), [4], 2)
@@ -167,7 +184,14 @@ def test_config_knows_the_zoo_and_every_module_imports_on_its_own():
     from kdflow.training.models import ZOO
 
     assert set(ZOO_NAMES) == set(ZOO)
-    modules = ["kdflow.training.models", "kdflow.training.loop", "kdflow.config", "kdflow.training.losses", "kdflow.registry.client", "tasks.distill"]
+    modules = [
+        "kdflow.training.models",
+        "kdflow.training.loop",
+        "kdflow.config",
+        "kdflow.training.losses",
+        "kdflow.registry.client",
+        "tasks.distill",
+    ]
     for module in modules:  # a fresh interpreter each: import order must not matter
         done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
         assert done.returncode == 0, f"{module}: {done.stderr[-500:]}"
@@ -209,5 +233,6 @@ def test_an_imported_teacher_cannot_be_standardized():
     from kdflow.config import TeacherConfig
 
     with pytest.raises(ValueError, match="brings its own input handling"):
-        TeacherConfig.model_validate({"source": "checkpoint", "path": "teacher_import/t.pt",
-                                      "model": {"name": "mlp", "standardize": True}})
+        TeacherConfig.model_validate(
+            {"source": "checkpoint", "path": "teacher_import/t.pt", "model": {"name": "mlp", "standardize": True}}
+        )

@@ -19,7 +19,7 @@ WORKER = [sys.executable, "-m", "tests.kdflow.synthetic"]
 def saved_epoch(path) -> int:
     try:
         return torch.load(path, weights_only=True)["epoch"]
-    except Exception:  # not written yet
+    except Exception:  # noqa: BLE001 - not written yet, or torn
         return 0
 
 
@@ -50,8 +50,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 
 def test_state_of_another_configuration_is_not_resumed(tmp_path):
-    from kdflow.training.models import build_model
     from kdflow.training.loop import fit
+    from kdflow.training.models import build_model
     from tests.kdflow.synthetic import SPEC, blobs
 
     state = tmp_path / "state.pt"
@@ -65,8 +65,8 @@ def test_a_torn_state_is_skipped_for_the_one_before_it(tmp_path):
     """A damaged state file (a torn write, a bad disk block) costs one epoch, not the run."""
     from rich.console import Console
 
-    from kdflow.training.models import build_model
     from kdflow.training.loop import discard_state, fit, previous
+    from kdflow.training.models import build_model
     from tests.kdflow.synthetic import SPEC, blobs
 
     state = tmp_path / "state.pt"

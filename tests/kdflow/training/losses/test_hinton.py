@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdflow.training.losses import CrossEntropy, DistillationLoss, HintonKD
 from kdflow.config import CETerm, HintonTerm
+from kdflow.training.losses import CrossEntropy, DistillationLoss, HintonKD
 from tests.kdflow.training.losses.reference import S, T, Y, kl, softmax
 
 
@@ -28,7 +28,9 @@ def test_cross_entropy_with_indices_and_mixup_probabilities():
 
 
 def test_weighted_sum_of_terms():
-    combined = DistillationLoss.from_config([HintonTerm(name="hinton", weight=0.7, temperature=2.0), CETerm(name="ce", weight=0.3)])
+    combined = DistillationLoss.from_config(
+        [HintonTerm(name="hinton", weight=0.7, temperature=2.0), CETerm(name="ce", weight=0.3)]
+    )
     probs = softmax(S)
     ce = -np.log(probs[np.arange(len(Y)), Y]).mean()
     expected = 0.7 * hinton_reference(S, T, 2.0) + 0.3 * ce
