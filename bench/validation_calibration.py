@@ -11,7 +11,7 @@ districts with heavy-tailed columns, labelled by whether more pupils scored abov
 than below), and the bundled MNIST-1D (5,000 signals).
 
 For each dataset, 100 random stratified splits made exactly as stage `prepare` makes them
-(`tasks.prepare.make_splits`, seeds 0..99, params.yaml's fractions: identical rows kept in one
+(`kdflow.data.sources.make_splits`, seeds 0..99, params.yaml's fractions: identical rows kept in one
 split). Each split gets a contract learnt from its train split (stage `contract`), then the
 whole validation of stage `validate` (`kdflow.data.checks.check`: the contract's Great Expectations
 suites, drift, class shares, target leaks, duplicates, conflicting labels, near duplicates)
@@ -46,10 +46,9 @@ from kdflow.config import load_params
 from kdflow.data.checks import check
 from kdflow.data.contract import learn
 from kdflow.data.drift import is_discrete
-from kdflow.data.sources import LOADERS, Loaded
+from kdflow.data.sources import LOADERS, Loaded, make_splits
 from kdflow.data.splits import Split, make_mnist1d
 from kdflow.data.validation import Suites
-from tasks.prepare import make_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "results" / "validation_calibration.json"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kdflow.data.drift import most_surprising
+from kdflow.evaluation.axes import AXES, ROLES, get
 from kdflow.io import read_json
 from kdflow.text import markdown_code, markdown_inline, markdown_text
 from tasks import layout
 
-# Every model and deployable form evaluate may score, in the order people read them.
-ROLES = ("teacher", "student", "control", "champion", "student_onnx", "student_int8")
 SHOWN_PROBLEMS = 25
 
 
@@ -35,23 +35,31 @@ def collect(root: Path) -> dict:
 
 
 def comparison_rows(report: dict) -> list[dict]:
+    """One row per model: the axes of kdflow.evaluation.axes marked for the summary (per batch
+    size where evaluate timed several), under their names, rounded to 4 places."""
     metrics = report["metrics"]
+    batches = metrics["comparison"].get("latency_batch_sizes", [])
     rows = []
     for role in (r for r in ROLES if r in metrics):
-        m = metrics[role]
-        rows.append(
-            {
-                "model": role,
-                "test_accuracy": round(m["accuracy"], 4),
-                "ece": round(m["ece"], 4),
-                "corruption_accuracy": round(m["corruption_accuracy"], 4) if "corruption_accuracy" in m else None,
-                "ood_auroc": round(m["ood"]["msp_auroc"], 4) if "ood" in m else None,
-                "parameters": m["parameters"],
-                "macs": m["macs"],
-                **{k: v for k, v in m.items() if k.startswith("latency_") and k.endswith(("p50_ms", "p95_ms"))},
-            }
-        )
+        row: dict = {"model": role}
+        for axis in (a for a in AXES if a.summary):
+            for batch in batches if axis.per_batch else [None]:
+                value = axis.read(metrics[role], batch)
+                row[axis.key(batch)[-1] if axis.per_batch else axis.name] = round(value, 4) if isinstance(value, float) else value
+        rows.append(row)
     return rows
+
+
+def table(report: dict, shown: tuple[str, ...] = ("accuracy", "ece", "parameters", "macs")) -> list[str]:
+    """The summary's markdown table: a few axes of every model."""
+    axes = [get(name) for name in shown]
+    lines = [
+        "| model | " + " | ".join(("test " if a.name == "accuracy" else "") + a.label for a in axes) + " |",
+        "|---" * (len(axes) + 1) + "|",
+    ]
+    for role in (r for r in ROLES if r in report["metrics"]):
+        lines.append(f"| {role} | " + " | ".join(a.format(a.read(report["metrics"][role])) for a in axes) + " |")
+    return lines
 
 
 def verdict_rows(report: dict) -> list[dict]:
@@ -82,9 +90,8 @@ def data_lines(validation: dict | None) -> list[str]:
         f"**Passed** the data contract (schema, ranges, labels, row counts) and the checks "
         f"({', '.join(validation.get('leakage_checks', []))}). Rows: {rows}.",
     ]
-    drift = validation.get("drift") or {}
-    if drift:
-        name, worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"]))
+    if found := most_surprising(validation.get("drift") or {}):
+        name, worst = found
         effect = "KS statistic" if worst["method"] == "ks" else "total variation distance"
         lines.append(
             f"The most surprising difference from train: {name}.{markdown_text(worst['worst_feature'])}, {effect} {worst['statistic']} "
@@ -114,12 +121,7 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         f"**Stages:** {stages}",
         "",
         *data_lines(report.get("validation")),
-        "| model | test accuracy | ECE | parameters | MACs |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r['model']} | {r['test_accuracy']:.4f} | {r['ece']:.4f} | {r['parameters']:,} | {r['macs']:,} |"
-            for r in comparison_rows(report)
-        ),
+        *table(report),
         "",
         f"Distillation gain over the control: **{comparison['student_minus_control_accuracy']:+.4f}** accuracy"
         + seed_note(report["metrics"].get("seeds")),

@@ -8,6 +8,7 @@ process left out of DVC's outputs.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -65,3 +66,11 @@ def write_json(data: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Rows of one shape as a CSV file with a header (plot data for `dvc plots`), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

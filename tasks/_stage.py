@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import signal
 import sys
@@ -16,7 +15,7 @@ from rich.console import Console
 
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_path, write_json
+from kdflow.io import write_json
 from kdflow.registry.lineage import file_md5
 from kdflow.settings import ProjectNotFound, configure, find_root
 from kdflow.text import redact, safe
@@ -92,10 +91,3 @@ def measured_files(root: Path, lineage: dict[str, str] | None = None) -> dict[st
     is judged on them)."""
     seeds = sorted((root / layout.STUDENTS).glob("*.pt"))
     return (lineage or candidate_lineage(root)) | {str(layout.STUDENTS / p.name): file_md5(p) for p in seeds}
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

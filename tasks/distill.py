@@ -21,9 +21,9 @@ import torch
 from rich.console import Console
 
 from kdflow.config import Params
-from kdflow.data.splits import Split, load_split
+from kdflow.data.splits import Schema, Split, load_split
 from kdflow.errors import KdflowError
-from kdflow.io import write_json
+from kdflow.io import write_csv, write_json
 from kdflow.processes import stop_now
 from kdflow.registry.lineage import file_md5
 from kdflow.training import device as devices
@@ -32,7 +32,7 @@ from kdflow.training.loop import Teaching, discard_state, fit, predict
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
 from tasks import layout
-from tasks._stage import console, main, run_key, write_csv
+from tasks._stage import console, main, run_key
 
 PARITY_ROWS = 64
 PARITY_TOLERANCE = 1e-4
@@ -117,7 +117,7 @@ def run(params: Params, root: Path) -> dict:
         trusted_factories(params.teacher.model, params.distill.student),
         torchscript=params.teacher.source == "torchscript",
     )
-    shape, num_classes = train.sample_shape, int(train.y.max()) + 1
+    shape, num_classes = train.sample_shape, len(Schema.load(root / layout.SCHEMA).classes)
     hints = any(term.name == "fitnets" for term in cfg.losses)  # they read the teacher's layers
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
     logits = cached_logits(root, teacher, train) if use_cache else None

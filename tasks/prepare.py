@@ -11,43 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from kdflow.config import Params
-from kdflow.data.sources import DataError, Loaded, load
-from kdflow.data.splits import Split, content_ids, holdout_indices, merge_groups, save_split
+from kdflow.data.sources import DataError, load, make_splits
+from kdflow.data.splits import save_split
 from kdflow.text import safe
 from tasks import layout
 from tasks._stage import console, main
-
-
-def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed: int) -> dict[str, Split]:
-    everything = np.arange(len(loaded.y))
-    # Splits made here keep identical rows together (and join declared groups they link).
-    same = content_ids(loaded.x) if loaded.split is None or not (loaded.split == "val").any() else None
-    groups = merge_groups(loaded.groups, same) if loaded.groups is not None and same is not None else loaded.groups
-    if loaded.split is not None:  # the user's split; validation carved from train if not given
-        given = {name: everything[loaded.split == name] for name in ("train", "val", "test")}
-        for name in ("train", "test"):
-            if given[name].size == 0:
-                raise DataError(f"the given split has no {name} rows")
-        trainval = given["train"]
-        test = given["test"]
-    else:
-        keep, held = holdout_indices(loaded.y, test_fraction, seed, groups, same)
-        trainval, test = everything[keep], everything[held]
-    if loaded.split is not None and given["val"].size:
-        train, val = trainval, given["val"]
-    else:
-        keep, held = holdout_indices(
-            loaded.y[trainval],
-            val_fraction,
-            seed + 1,
-            None if groups is None else groups[trainval],
-            None if same is None else same[trainval],
-        )
-        train, val = trainval[keep], trainval[held]
-    return {name: loaded.rows(rows) for name, rows in (("train", train), ("val", val), ("test", test))}
 
 
 def run(params: Params, root: Path) -> dict[str, int]:

@@ -18,7 +18,8 @@ import torch
 from kdflow.config import Params
 from kdflow.data.splits import load_split
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_path, read_json, write_json
+from kdflow.evaluation import report
+from kdflow.io import read_json, write_json
 from kdflow.registry.client import (
     CHAMPION,
     CHECKPOINT_ARTIFACT,
@@ -27,6 +28,7 @@ from kdflow.registry.client import (
     RUN_TAG,
     SERVED_MODEL_TAG,
     Registry,
+    flatten,
 )
 from kdflow.registry.gates import check
 from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
@@ -36,17 +38,6 @@ from tasks import layout
 from tasks._stage import candidate_lineage, console, main, measured_files
 
 REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layout.VALIDATION_REPORT)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str], fp: str, judged_against: str) -> str:
@@ -192,7 +183,16 @@ def run(params: Params, root: Path) -> dict:
         }
         with tempfile.TemporaryDirectory() as scratch:
             figures = Path(scratch) / "plots"
-            write_report(root, figures, metrics, verdicts, summary, lineage)
+            sources = {
+                "history": root / layout.DISTILL_HISTORY,
+                "reliability": root / layout.RELIABILITY,
+                "latency": root / layout.LATENCY,
+                "severity": root / layout.SEVERITY,
+                "confusion": root / layout.CONFUSION,
+            }
+            report.write(
+                root / layout.REPORT, figures, sources, metrics=metrics, verdicts=verdicts, registration=summary, lineage=lineage
+            )
 
             stale = [k for k in tags if k.startswith("gate.") and k.removeprefix("gate.") not in summary["gates"]]
             vs_champion = metrics.get("vs_champion") or {}
@@ -226,28 +226,6 @@ def run(params: Params, root: Path) -> dict:
     console.print(f"register: report {layout.REPORT} (also on MLflow run {run_id})")
     write_json(summary, root / layout.REGISTERED)
     return summary
-
-
-def write_report(root: Path, figures_dir: Path, metrics: dict, verdicts: list, summary: dict, lineage: dict) -> None:
-    """Draw every plot as SVG (files in `figures_dir` for MLflow, whose UI shows them, and
-    inline in the report) and write the self-contained HTML report."""
-    from kdflow.evaluation import plots, report
-
-    sources = {
-        "history": root / layout.DISTILL_HISTORY,
-        "reliability": root / layout.RELIABILITY,
-        "latency": root / layout.LATENCY,
-        "severity": root / layout.SEVERITY,
-        "confusion": root / layout.CONFUSION,
-    }
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    svgs = {}
-    for name, figure in plots.figures(sources):
-        svgs[name] = plots.svg(figure)
-        (figures_dir / f"{name}.svg").write_text(svgs[name], encoding="utf-8")
-    html = report.render(metrics=metrics, verdicts=verdicts, registration=summary, lineage=lineage, figures=svgs)
-    with atomic_path(root / layout.REPORT) as tmp:
-        tmp.write_text(html, encoding="utf-8")
 
 
 if __name__ == "__main__":

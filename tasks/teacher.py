@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 
 from kdflow.config import Params
-from kdflow.data.splits import load_split
+from kdflow.data.splits import Schema, load_split
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_path, read_json, write_json
+from kdflow.io import atomic_path, read_json, write_csv, write_json
 from kdflow.registry.lineage import file_md5
 from kdflow.training import distributed
 from kdflow.training.loop import accuracy, discard_state, fit, predict
 from kdflow.training.models import build_model, count_parameters, import_teacher, save_checkpoint
 from tasks import layout
-from tasks._stage import main, run_key, write_csv
+from tasks._stage import main, run_key
 
 
 class NotValidated(KdflowError):
@@ -66,7 +66,7 @@ def run(params: Params, root: Path) -> dict:
     require_validated(root)
     train = load_split(root / layout.SPLIT_FILES["train"])
     val = load_split(root / layout.SPLIT_FILES["val"])
-    shape, num_classes = train.sample_shape, int(train.y.max()) + 1
+    shape, num_classes = train.sample_shape, len(Schema.load(root / layout.SCHEMA).classes)
     if cfg.source == "train":
         model = build_model(cfg.model, shape, num_classes, seed=cfg.train.seed, inputs=train.x)
         result = fit(

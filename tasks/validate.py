@@ -20,6 +20,7 @@ from kdflow.config import Params
 from kdflow.data.checks import Verdict, check
 from kdflow.data.contract import DataContract, check_matches, class_counts
 from kdflow.data.contract import read as read_contract
+from kdflow.data.drift import most_surprising
 from kdflow.data.offline_docs import localise
 from kdflow.data.splits import SPLITS, Schema, Split, load_split
 from kdflow.data.validation import Suites
@@ -87,7 +88,7 @@ def run(params: Params, root: Path) -> dict:
             + f"\n  The contract suites' results and every test's numbers: {report['data_docs']} (Great Expectations Data Docs)"
         )
     drift = report["drift"]
-    worst = min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"])) if drift else None
+    worst = most_surprising(drift)
     console.print(
         f"validate: {sum(report['rows'].values())} rows in {len(splits)} splits passed the contract suite; "
         f"no drift, class-share change or leakage ({', '.join(verdict.checks)})"

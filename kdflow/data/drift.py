@@ -218,3 +218,9 @@ def detectable_share(rows: int, reference_rows: int, alpha: float, family: int, 
     tests."""
     spread = math.sqrt(share * (1 - share))
     return _critical(alpha, family) * spread * math.sqrt(1 / max(rows, 1) + 1 / max(reference_rows, 1))
+
+
+def most_surprising(drift: dict[str, dict]) -> tuple[str, dict] | None:
+    """The split whose drift from train is least likely by chance (smallest corrected p-value,
+    then largest statistic), from a validation report's "drift" section; None if it is empty."""
+    return min(drift.items(), key=lambda kv: (kv[1]["p_adjusted"], -kv[1]["statistic"])) if drift else None

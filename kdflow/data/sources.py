@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kdflow.config import PrepareConfig
-from kdflow.data.splits import Schema, Split, feature_names, make_mnist1d
+from kdflow.data.splits import Schema, Split, content_ids, feature_names, holdout_indices, make_mnist1d, merge_groups
 from kdflow.errors import KdflowError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -432,3 +432,35 @@ def load(cfg: PrepareConfig, root: Path) -> Loaded:
             f"{cfg.path or cfg.dataset}: {bad.size} row(s) with NaN or infinite features, rows {bad[:SHOWN].tolist()}"
         )
     return loaded
+
+
+def make_splits(loaded: Loaded, test_fraction: float, val_fraction: float, seed: int) -> dict[str, Split]:
+    """Train, validation and test: the user's own split when the source gives one (validation
+    carved from train when it gives none), else stratified by label, seeded, grouped when groups
+    are declared, with identical rows kept in one split."""
+    everything = np.arange(len(loaded.y))
+    # Splits made here keep identical rows together (and join declared groups they link).
+    same = content_ids(loaded.x) if loaded.split is None or not (loaded.split == "val").any() else None
+    groups = merge_groups(loaded.groups, same) if loaded.groups is not None and same is not None else loaded.groups
+    if loaded.split is not None:  # the user's split; validation carved from train if not given
+        given = {name: everything[loaded.split == name] for name in ("train", "val", "test")}
+        for name in ("train", "test"):
+            if given[name].size == 0:
+                raise DataError(f"the given split has no {name} rows")
+        trainval = given["train"]
+        test = given["test"]
+    else:
+        keep, held = holdout_indices(loaded.y, test_fraction, seed, groups, same)
+        trainval, test = everything[keep], everything[held]
+    if loaded.split is not None and given["val"].size:
+        train, val = trainval, given["val"]
+    else:
+        keep, held = holdout_indices(
+            loaded.y[trainval],
+            val_fraction,
+            seed + 1,
+            None if groups is None else groups[trainval],
+            None if same is None else same[trainval],
+        )
+        train, val = trainval[keep], trainval[held]
+    return {name: loaded.rows(rows) for name, rows in (("train", train), ("val", val), ("test", test))}

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from scipy.stats import bootstrap, rankdata
 
+from kdflow.evaluation.axes import COMPARED, get
+
 
 @dataclass(frozen=True)
 class SampleResults:
@@ -101,28 +103,24 @@ def _msp_auroc(s: dict, idx: np.ndarray) -> np.ndarray:
     return (ranks[..., :n].sum(-1) - n * (n + 1) / 2) / (n * n)
 
 
-@dataclass(frozen=True)
-class Axis:
-    statistic: Statistic
-    higher_is_better: bool
-
-
-AXES: dict[str, Axis] = {
-    "accuracy": Axis(_mean("correct"), True),
-    "macro_f1": Axis(_macro_f1, True),
-    "ece": Axis(_ece, False),
-    "nll": Axis(_mean("nll"), False),
-    "brier": Axis(_mean("brier"), False),
-    "corruption_accuracy": Axis(_mean("corruption_correct"), True),
-    "adversarial_accuracy": Axis(_mean("adversarial_correct"), True),
-    "msp_auroc": Axis(_msp_auroc, True),
+# The per-sample statistic of every axis compared with the champion (`per_sample` in
+# kdflow.evaluation.axes, which says which way is better; tests keep the two in step).
+STATISTICS: dict[str, Statistic] = {
+    "accuracy": _mean("correct"),
+    "macro_f1": _macro_f1,
+    "ece": _ece,
+    "nll": _mean("nll"),
+    "brier": _mean("brier"),
+    "corruption_accuracy": _mean("corruption_correct"),
+    "adversarial_accuracy": _mean("adversarial_correct"),
+    "msp_auroc": _msp_auroc,
 }
 
 
 def value(results: SampleResults, y: np.ndarray, axis: str, bins: int = 15) -> float:
     """One axis on the whole test set."""
     full = np.arange(len(y))[None, :]
-    return float(AXES[axis].statistic(results.per_sample(y, bins), full)[0])
+    return float(STATISTICS[axis](results.per_sample(y, bins), full)[0])
 
 
 def compare(
@@ -140,9 +138,10 @@ def compare(
     a, b = candidate.per_sample(y, bins), reference.per_sample(y, bins)
     full = np.arange(len(y))[None, :]
     out = {}
-    for name, spec in AXES.items():
+    for name in COMPARED:
+        statistic, higher_is_better = STATISTICS[name], get(name).better == "higher"
 
-        def difference(idx: np.ndarray, axis: int = -1, statistic=spec.statistic) -> np.ndarray:
+        def difference(idx: np.ndarray, axis: int = -1, statistic: Statistic = statistic) -> np.ndarray:
             idx = np.asarray(idx)
             flat = idx.reshape(-1, idx.shape[-1])
             return (statistic(a, flat) - statistic(b, flat)).reshape(idx.shape[:-1])
@@ -158,16 +157,16 @@ def compare(
             rng=np.random.default_rng(seed),
         ).confidence_interval
         low, high = float(interval.low), float(interval.high)
-        mine, theirs = float(spec.statistic(a, full)[0]), float(spec.statistic(b, full)[0])
-        better_side = low > 0 if spec.higher_is_better else high < 0
-        worse_side = high < 0 if spec.higher_is_better else low > 0
+        mine, theirs = float(statistic(a, full)[0]), float(statistic(b, full)[0])
+        better_side = low > 0 if higher_is_better else high < 0
+        worse_side = high < 0 if higher_is_better else low > 0
         out[name] = {
             "candidate": mine,
             "reference": theirs,
             "difference": mine - theirs,
             "ci_low": low,
             "ci_high": high,
-            "higher_is_better": spec.higher_is_better,
+            "higher_is_better": higher_is_better,
             "significant": "better" if better_side else "worse" if worse_side else "no",
         }
     return out

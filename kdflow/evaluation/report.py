@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from kdflow.evaluation.axes import AXES, ROLES, Axis
+from kdflow.io import atomic_path
 from kdflow.registry.gates import Verdict
 
-ROLE_ORDER = ("teacher", "student", "control", "champion", "student_onnx", "student_int8")
 CAPTIONS = {
     "reliability": "Reliability diagram: accuracy per confidence bin; the diagonal is perfect calibration.",
     "accuracy_vs_latency": "Accuracy against latency of every model and form; the dotted line joins the Pareto front.",
@@ -26,55 +28,34 @@ CAPTIONS = {
 
 @dataclass(frozen=True)
 class Column:
-    label: str
-    path: tuple[str, ...]  # keys into a model's metrics row
-    fmt: str = "{:.4f}"
-    help: str = ""
+    """One column of the model table: an axis, at one batch size for a per-batch axis."""
+
+    axis: Axis
+    batch: int | None = None
+
+    @property
+    def help(self) -> str:
+        return self.axis.help
+
+    def label(self, metrics: dict) -> str:
+        return self.axis.title(metrics.get("student"), self.batch)
 
     def cell(self, row: dict) -> str:
-        value = row
-        for key in self.path:
-            if not isinstance(value, dict) or key not in value or value[key] is None:
-                return "–"
-            value = value[key]
-        return self.fmt.format(value)
+        return self.axis.format(self.axis.read(row, self.batch))
 
 
 def columns(metrics: dict) -> list[Column]:
-    student = metrics["student"]
-    batches = sorted(
-        int(k[len("latency_b") :].split("_")[0]) for k in student if k.startswith("latency_b") and k.endswith("_p50_ms")
-    )
-    largest = batches[-1]
-    pgd = next((k for k in student.get("adversarial", {}) if k.startswith("pgd_")), "pgd")
-    cols = [
-        Column("accuracy", ("accuracy",)),
-        Column("macro-F1", ("macro_f1",)),
-        Column("ECE", ("ece",), help="expected calibration error (evaluate.ece_bins bins)"),
-        Column("ECE (T-scaled)", ("ece_scaled",), help="after temperature scaling fitted on validation"),
-        Column("NLL", ("nll",)),
-        Column("Brier", ("brier",)),
-        Column("corruption acc.", ("corruption_accuracy",)),
-        Column("rel. robustness", ("relative_robustness",), "{:.3f}"),
-        Column(f"PGD {pgd[4:]}", ("adversarial", pgd)),
-        Column("OOD AUROC", ("ood", "msp_auroc")),
-        Column("FPR@95", ("ood", "msp_fpr95")),
-        Column("agreement", ("fidelity", "agreement"), help="top-1 agreement with the teacher"),
-        Column("KL(teacher‖model)", ("fidelity", "kl")),
-        Column("parameters", ("parameters",), "{:,}"),
-        Column("MACs", ("macs",), "{:,}"),
-        Column("size (kB)", ("size_bytes",), "{:,.1f}"),  # render() passes it in kB
-    ]
-    for b in batches:
-        cols += [
-            Column(f"p50 ms b{b}", (f"latency_b{b}_p50_ms",), "{:.3f}"),
-            Column(f"p95 ms b{b}", (f"latency_b{b}_p95_ms",), "{:.3f}"),
-        ]
-    cols += [
-        Column(f"samples/s b{largest}", (f"throughput_b{largest}_per_s",), "{:,.0f}"),
-        Column("$ per 1M", ("usd_per_million_predictions",), "{:.4f}"),
-        Column(f"peak MiB b{largest}", (f"peak_memory_mb_b{largest}",), "{:.1f}"),
-    ]
+    """The report's columns: every axis of kdflow.evaluation.axes shown in the report, in the
+    registry's order; a per-batch axis at every batch size evaluate timed (or the largest)."""
+    batches = sorted(metrics["comparison"]["latency_batch_sizes"])
+    cols = []
+    for axis in AXES:
+        if not axis.report:
+            continue
+        if not axis.per_batch:
+            cols.append(Column(axis))
+        else:
+            cols += [Column(axis, b) for b in (batches if axis.shown_batches == "all" else batches[-1:])]
     return cols
 
 
@@ -131,8 +112,7 @@ def render(
 ) -> str:
     """The report as one HTML string. `figures` maps a figure's name to its inline SVG."""
     env = Environment(loader=PackageLoader("kdflow.evaluation", "templates"), autoescape=True, undefined=StrictUndefined)
-    roles = [r for r in ROLE_ORDER if r in metrics]
-    rows = {r: dict(metrics[r], size_bytes=metrics[r]["size_bytes"] / 1000) for r in roles}
+    roles = [r for r in ROLES if r in metrics]
     cols = columns(metrics)
     seeds = metrics.get("seeds") or {}
     seed_note = None
@@ -154,8 +134,8 @@ def render(
         threads=metrics["comparison"]["latency_threads"],
         outcome=_outcome(registration, verdicts),
         verdicts=verdicts,
-        columns=cols,
-        model_rows=[{"model": r, "cells": [c.cell(rows[r]) for c in cols]} for r in roles],
+        headers=[{"label": c.label(metrics), "help": c.help} for c in cols],
+        model_rows=[{"model": r, "cells": [c.cell(metrics[r]) for c in cols]} for r in roles],
         champion={"version": champion["version"], "reason": champion["reason"], "axes": champion.get("axes")},
         champion_rows=_champion_rows(champion.get("axes") or {}),
         resamples=champion.get("resamples"),
@@ -172,3 +152,28 @@ def render(
         figures=[{"name": n, "svg": svg, "caption": CAPTIONS.get(n, n)} for n, svg in figures.items()],
         seeds=seed_note,
     )
+
+
+def write(
+    path: Path,
+    figures_dir: Path,
+    sources: dict[str, Path],
+    *,
+    metrics: dict,
+    verdicts: list[Verdict],
+    registration: dict,
+    lineage: dict[str, str],
+) -> None:
+    """Draw every plot from its CSV (`sources`, see `kdflow.evaluation.plots.figures`) as SVG,
+    into files in `figures_dir` (for MLflow, whose UI shows them) and inline in the report, and
+    write the report to `path` atomically."""
+    from kdflow.evaluation import plots  # matplotlib: only when a report is drawn
+
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    svgs = {}
+    for name, figure in plots.figures(sources):
+        svgs[name] = plots.svg(figure)
+        (figures_dir / f"{name}.svg").write_text(svgs[name], encoding="utf-8")
+    html = render(metrics=metrics, verdicts=verdicts, registration=registration, lineage=lineage, figures=svgs)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")

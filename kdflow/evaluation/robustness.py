@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -131,3 +132,12 @@ def pgd(
         adv = adv + 2.5 / steps * radius * _input_gradient(model, adv, y).sign()
         adv = (x + torch.maximum(torch.minimum(adv - x, radius), -radius)).detach()
     return adv
+
+
+def feature_scale(train_x: np.ndarray) -> torch.Tensor | float:
+    """Signals and tables: each feature's standard deviation in train (1 where constant), the
+    unit of the robustness axes' noise and budgets. Images: 1 (pixel units)."""
+    if train_x.ndim != 2:
+        return 1.0
+    std = torch.from_numpy(train_x.astype(np.float64).std(0)).float()
+    return torch.where(std > 0, std, torch.ones_like(std))

@@ -414,3 +414,15 @@ class Registry:
             entry = self._record("rollback", earlier[0], int(current.version), reason, forced=not verify)
             self._apply(entry)
             return current, self.version(earlier[0])
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested metrics as MLflow's flat keys: {"a": {"b": 1}} is {"a.b": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

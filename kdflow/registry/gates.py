@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdflow.config import GatesConfig
+from kdflow.evaluation.axes import get
 from kdflow.evaluation.compare import worse_by
 
 
@@ -24,15 +25,29 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class MinAccuracy:
-    """The student's test accuracy is at least a floor."""
+class Bound:
+    """The student is good enough on one axis (kdflow.evaluation.axes): at least `limit` where
+    higher is better (a floor), at most where lower is better (a ceiling)."""
 
-    floor: float
-    name: str = "min_student_accuracy"
+    name: str
+    axis: str
+    limit: float
+    batch: int | None = None  # for an axis measured per latency batch size
 
     def __call__(self, metrics: dict) -> Verdict:
-        acc = metrics["student"]["accuracy"]
-        return Verdict(self.name, acc >= self.floor, f"student accuracy {acc:.4f} vs floor {self.floor:.4f}")
+        axis = get(self.axis)
+        value = axis.read(metrics["student"], self.batch)
+        if value is None:
+            return Verdict(self.name, False, f"the student has no {axis.title(batch=self.batch)} in the metrics")
+        floor = axis.better == "higher"
+        passed = value >= self.limit if floor else value <= self.limit
+        threads = metrics.get("comparison", {}).get("latency_threads") if axis.timed else None
+        where = f" ({threads} thread(s))" if threads else ""
+        return Verdict(
+            self.name,
+            passed,
+            f"student {axis.title(batch=self.batch)} {axis.format(value)}{where} vs {'floor' if floor else 'ceiling'} {axis.format(self.limit)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -68,55 +83,6 @@ class BeatsControl:
             gain = metrics["student"]["accuracy"] - metrics["control"]["accuracy"]
             what = f"student - control accuracy {gain:+.4f}"
         return Verdict(self.name, gain >= self.min_gain, f"{what} vs required {self.min_gain:+.4f}")
-
-
-@dataclass(frozen=True)
-class MaxECE:
-    """The student is calibrated: its expected calibration error is at most a ceiling."""
-
-    ceiling: float
-    name: str = "max_ece"
-
-    def __call__(self, metrics: dict) -> Verdict:
-        ece = metrics["student"]["ece"]
-        return Verdict(self.name, ece <= self.ceiling, f"student ECE {ece:.4f} vs ceiling {self.ceiling:.4f}")
-
-
-@dataclass(frozen=True)
-class MaxP95Latency:
-    """The student answers fast enough: p95 latency at a batch size is at most a ceiling."""
-
-    batch_size: int
-    ceiling_ms: float
-
-    @property
-    def name(self) -> str:
-        return f"max_p95_latency_ms.b{self.batch_size}"
-
-    def __call__(self, metrics: dict) -> Verdict:
-        p95 = metrics["student"][f"latency_b{self.batch_size}_p95_ms"]
-        threads = metrics.get("comparison", {}).get("latency_threads")
-        where = f" ({threads} thread(s))" if threads else ""
-        return Verdict(
-            self.name,
-            p95 <= self.ceiling_ms,
-            f"student p95 latency at batch {self.batch_size} {p95:.3f} ms{where} vs ceiling {self.ceiling_ms:.3f} ms",
-        )
-
-
-@dataclass(frozen=True)
-class MinRelativeRobustness:
-    """The student keeps enough of the teacher's robustness: its mean corruption accuracy over
-    the teacher's is at least a floor."""
-
-    floor: float
-    name: str = "min_relative_robustness"
-
-    def __call__(self, metrics: dict) -> Verdict:
-        ratio = metrics["student"]["relative_robustness"]
-        return Verdict(
-            self.name, ratio >= self.floor, f"corruption accuracy {ratio:.3f} of the teacher's vs floor {self.floor:.3f}"
-        )
 
 
 @dataclass(frozen=True)
@@ -159,13 +125,17 @@ class NoRegression:
 
 
 def gates_from_config(cfg: GatesConfig) -> list:
-    gates: list = [MinAccuracy(cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
+    """The gates `register.gates` turns on, in a fixed order."""
+    gates: list = [Bound("min_student_accuracy", "accuracy", cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
     if cfg.max_ece is not None:
-        gates.append(MaxECE(cfg.max_ece))
-    gates += [MaxP95Latency(batch, ms) for batch, ms in sorted(cfg.max_p95_latency_ms.items())]
+        gates.append(Bound("max_ece", "ece", cfg.max_ece))
+    gates += [Bound(f"max_p95_latency_ms.b{b}", "latency_p95_ms", ms, b) for b, ms in sorted(cfg.max_p95_latency_ms.items())]
     if cfg.min_relative_robustness is not None:
-        gates.append(MinRelativeRobustness(cfg.min_relative_robustness))
+        gates.append(Bound("min_relative_robustness", "relative_robustness", cfg.min_relative_robustness))
     gates += [NoRegression(axis, drop) for axis, drop in cfg.max_drop_vs_champion.items()]
+    for key, limit in cfg.bounds.items():
+        name, _, batch = key.partition(".b")
+        gates.append(Bound(f"bounds.{key}", name, limit, int(batch) if batch else None))
     return gates
 
 

@@ -8,7 +8,7 @@ def report(seeds: int = 1) -> dict:
             "teacher": role(0.98),
             "student": role(0.9),
             "control": role(0.8),
-            "comparison": {"student_minus_control_accuracy": 0.1},
+            "comparison": {"student_minus_control_accuracy": 0.1, "latency_batch_sizes": [1]},
             "seeds": {"count": seeds, "student_minus_control_mean": 0.09, "student_minus_control_std": 0.01},
             "vs_champion": {
                 "version": 2,
@@ -29,7 +29,7 @@ def report(seeds: int = 1) -> dict:
 def test_table_has_one_row_per_model():
     rows = comparison_rows(report())
     assert [r["model"] for r in rows] == ["teacher", "student", "control"]
-    assert rows[1]["test_accuracy"] == 0.9 and rows[0]["latency_b1_p50_ms"] == 0.1
+    assert rows[1]["accuracy"] == 0.9 and rows[0]["latency_b1_p50_ms"] == 0.1
 
 
 def test_markdown_names_stages_gain_gates_and_champion():

@@ -103,7 +103,9 @@ def test_gates_are_checked_against_what_is_measured():
 
 
 def test_the_champion_axes_are_the_compared_axes():
-    from kdflow.config import CHAMPION_AXES
-    from kdflow.evaluation.compare import AXES
+    from kdflow.evaluation.axes import COMPARED
+    from kdflow.evaluation.compare import STATISTICS
 
-    assert set(CHAMPION_AXES) == set(AXES)
+    assert set(STATISTICS) == set(COMPARED)
+    with pytest.raises(ConfigError, match="max_drop_vs_champion"):
+        parse_params({"launch": {"command": "python"}, "register": {"gates": {"max_drop_vs_champion": {"latency_p50_ms": 0.1}}}})

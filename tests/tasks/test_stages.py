@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kdflow.data.splits import Split, load_split, save_split
+from kdflow.evaluation.axes import AXES
 from kdflow.io import read_json
 from kdflow.registry.client import CHALLENGER, CHAMPION, Registry
 from kdflow.registry.lineage import file_md5
@@ -170,6 +171,13 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert student["relative_robustness"] > 0 and set(student["adversarial"]) == {"fgsm_0.05", "fgsm_0.1", "pgd_0.1"}
     assert set(student["ood"]) == {"msp_auroc", "msp_fpr95", "energy_auroc", "energy_fpr95"}
     assert 0 <= student["fidelity"]["agreement"] <= 1 and "fidelity" not in metrics["teacher"]
+    # Every axis of the registry is in the row of every model it applies to, at every batch size.
+    for role in ("teacher", "student", "control", "student_onnx", "student_int8"):
+        kind = "onnx" if role.startswith("student_") else "torch"
+        for axis in AXES:
+            if axis.measure is not None and axis.applies(role, kind):
+                for batch in metrics["comparison"]["latency_batch_sizes"] if axis.per_batch else [None]:
+                    assert axis.read(metrics[role], batch) is not None, (role, axis.name, batch)
 
     first = register.run(tiny_params, prepared)
     assert first["created"] and first["promoted"] and first["version"] == 1

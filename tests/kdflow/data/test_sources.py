@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from kdflow.config import PrepareConfig
-from kdflow.data.sources import DataError, load
-from tasks.prepare import make_splits
+from kdflow.data.sources import DataError, load, make_splits
 
 
 def cfg(**values) -> PrepareConfig:

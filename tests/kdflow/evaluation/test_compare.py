@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kdflow.evaluation import metrics
-from kdflow.evaluation.compare import AXES, SampleResults, compare, value, worse_by
+from kdflow.evaluation.compare import STATISTICS, SampleResults, compare, value, worse_by
 from kdflow.evaluation.ood import detection, msp
 
 N, K = 600, 5
@@ -42,7 +42,7 @@ def test_axes_on_the_whole_set_agree_with_the_metrics_module(data):
         "adversarial_accuracy": r.adversarial_correct.mean(),
         "msp_auroc": detection(msp(logits), msp(torch.from_numpy(r.ood_logits)))["auroc"],
     }
-    assert set(expected) == set(AXES)
+    assert set(expected) == set(STATISTICS)
     for axis, want in expected.items():
         assert value(r, y, axis) == pytest.approx(want, abs=1e-5), axis
 

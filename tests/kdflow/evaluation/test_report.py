@@ -58,7 +58,7 @@ METRICS = {
     "student_onnx": row(0.80, parity={"max_abs_logit_diff": 1e-6, "agreement": 1.0}, adversarial={}),
     "student_int8": row(0.79, parity={"max_abs_logit_diff": 0.02, "agreement": 0.99}, adversarial={}),
     "seeds": {"count": 1},
-    "comparison": {"test_rows": 200, "latency_threads": 1},
+    "comparison": {"test_rows": 200, "latency_threads": 1, "latency_batch_sizes": [1, 64]},
     "vs_champion": {
         "version": 3,
         "reason": "the current champion, version 3",
