@@ -111,7 +111,7 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
                 description="kdflow lifecycle summary",
             )
             return Failed(message=message)
-        ran[stage] = state.result()
+        ran[stage] = bool(state.result())
 
     if not any(r for s, r in ran.items() if s not in ALWAYS_RUN):
         logger.info("nothing changed: the champion is the same and DVC skipped every other stage")

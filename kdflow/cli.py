@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -63,7 +64,7 @@ def _figure(text: str | None) -> str:
     try:
         return f"{float(text):.4f}" if text else ""
     except ValueError:  # a tag edited by hand
-        return safe(text)
+        return safe(text or "")
 
 
 def _version(value: int) -> int:
@@ -86,8 +87,8 @@ def run() -> None:
 
     state = lifecycle(root=str(root), return_state=True)
     if not state.is_completed():
-        _fail(f"lifecycle {state.name.lower()}: {state.message or 'see the log above'}")
-    ran = state.result()
+        _fail(f"lifecycle {(state.name or 'failed').lower()}: {state.message or 'see the log above'}")
+    ran = cast(dict[str, bool], state.result())  # what the flow returns when it completes
     done = [s for s, r in ran.items() if r]
     if any(s not in ALWAYS_RUN for s in done):
         console.print(f"[green]lifecycle complete[/]: ran {', '.join(done)}; skipped {len(ran) - len(done)}")

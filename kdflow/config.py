@@ -85,6 +85,12 @@ class PrepareConfig(_Strict):
     # anything is decoded, so a small file that expands to gigabytes is refused by name.
     max_gib: Annotated[float, Field(gt=0)] = 8.0
 
+    def located(self, root: Path) -> Path:
+        """`path` under the project `root`; only for a source that has one (the validator checks)."""
+        if self.path is None:
+            raise ValueError("no path is set")
+        return root / self.path
+
     @model_validator(mode="after")
     def _path(self) -> PrepareConfig:
         needs_path = self.dataset in ("table", "npz", "images")
@@ -233,6 +239,12 @@ class TeacherConfig(_Strict):
     path: str | None = None
     model: ModelSpec = ModelSpec(name="cnn1d")
     train: TrainConfig = TrainConfig()
+
+    def located(self, root: Path) -> Path:
+        """`path` under the project `root`; only for a source that has one (the validator checks)."""
+        if self.path is None:
+            raise ValueError("no path is set")
+        return root / self.path
 
     @model_validator(mode="after")
     def _path(self) -> TeacherConfig:

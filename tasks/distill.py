@@ -28,7 +28,7 @@ from kdflow.processes import stop_now
 from kdflow.registry.lineage import file_md5
 from kdflow.training import device as devices
 from kdflow.training import distributed
-from kdflow.training.loop import Teaching, discard_state, fit, predict
+from kdflow.training.loop import FitResult, Teaching, discard_state, fit, predict
 from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
 from tasks import layout
@@ -127,7 +127,7 @@ def run(params: Params, root: Path) -> dict:
     parallel = cfg.parallel_control and distributed.world().size == 1 and (os.cpu_count() or 1) > 1
     if parallel and devices.select(cfg.train.device).type != "cpu":
         parallel = False  # one accelerator: the two runs would only queue on it
-    results: dict[str, dict[int, object]] = {"student": {}, "control": {}}
+    results: dict[str, dict[int, FitResult]] = {"student": {}, "control": {}}
     pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_exit_with_parent) if parallel else None
     try:
         for seed in cfg.seeds:

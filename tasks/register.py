@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -170,7 +171,7 @@ def run(params: Params, root: Path) -> dict:
         unjudged = bool((metrics.get("vs_champion") or {}).get("unjudged"))
         # Never on a comparison that was not made, whichever gates params.yaml turns on.
         promote = passed and not unjudged and not rolled_back and not is_champion
-        summary = {
+        summary: dict[str, Any] = {
             "model_name": cfg.model_name,
             "version": int(version),
             "created": created,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -79,25 +80,25 @@ def run(params: Params, root: Path) -> dict:
             run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),
         )
         model, history = result.model, result.history
-        metrics = {
+        metrics: dict[str, Any] = {
             "val_accuracy": result.best_val_accuracy,
             "best_epoch": result.best_epoch,
             "train_seconds": round(result.seconds, 2),
         }
     else:
-        model = import_teacher(cfg.source, root / cfg.path, cfg.model, shape, num_classes)
+        model = import_teacher(cfg.source, cfg.located(root), cfg.model, shape, num_classes)
         history = []
         metrics = {
             "val_accuracy": accuracy(predict(model, torch.from_numpy(val.x)), torch.from_numpy(val.y)),
             "imported_from": cfg.path,
-            "imported_md5": file_md5(root / cfg.path),
+            "imported_md5": file_md5(cfg.located(root)),
         }
     if not distributed.world().is_main:
         return metrics
     metrics["parameters"] = count_parameters(model)
     if cfg.source == "torchscript":  # keep the file as it came; load_model recognises it
         with atomic_path(root / layout.TEACHER) as tmp:
-            shutil.copyfile(root / cfg.path, tmp)
+            shutil.copyfile(cfg.located(root), tmp)
     else:
         save_checkpoint(root / layout.TEACHER, model, cfg.model, shape, num_classes, metrics)
     write_logit_cache(root, model)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kdflow.config import Params
 from kdflow.data.checks import Verdict, check
@@ -58,7 +59,7 @@ def run(params: Params, root: Path) -> dict:
             f"{layout.VALIDATION_REPORT}",
             highlight=False,
         )
-    report = {
+    report: dict[str, Any] = {
         "passed": verdict.passed,
         "problems": verdict.problems,
         "data_docs": str(layout.DATA_DOCS / "index.html"),

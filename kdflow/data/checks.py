@@ -128,7 +128,7 @@ def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, l
             tests.append(class_shares(reference, class_counts(split.y, classes), name, contract.label,
                                       contract.proportion_tolerance, contract.classes, (shares["train"], shares[name])))
     leaks = cfg.target_leak_accuracy is not None
-    if leaks:
+    if cfg.target_leak_accuracy is not None:
         both = np.concatenate([ids["train"], ids["val"] + ids["train"].max() + 1])
         found = target_leaks(train, splits["val"], cfg.target_leak_accuracy, contract.features, units=both)
         if not found:

@@ -120,7 +120,7 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         classes=classes,
         class_proportions=[round(float(c) / counts.sum(), 6) for c in counts],
         proportion_tolerance=proportion_tolerance,
-        min_rows=max(2, len(classes)) if min_rows == "auto" else min_rows,
+        min_rows=max(2, len(classes)) if min_rows == "auto" else int(min_rows),
         max_rows=max_rows,
     )
 

@@ -205,14 +205,14 @@ def _critical(alpha: float, family: int) -> float:
     return float(stats.norm.isf(alpha / (2 * max(family, 1))))
 
 
-def detectable_drift(rows: int, reference_rows: int, alpha: float, family: int) -> float:
+def detectable_drift(rows: float, reference_rows: float, alpha: float, family: int) -> float:
     """The smallest KS statistic that could reach significance for these row counts, after the
     correction over `family` tests (the asymptotic critical value of the two-sample test)."""
     c = math.sqrt(-math.log(alpha / (2 * max(family, 1))) / 2)
     return c * math.sqrt(1 / max(rows, 1) + 1 / max(reference_rows, 1))
 
 
-def detectable_share(rows: int, reference_rows: int, alpha: float, family: int, share: float = 0.5) -> float:
+def detectable_share(rows: float, reference_rows: float, alpha: float, family: int, share: float = 0.5) -> float:
     """The smallest difference of a class's `share` (one half is the hardest to pin down)
     that could reach significance for these row counts, after the correction over `family`
     tests."""

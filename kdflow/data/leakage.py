@@ -43,7 +43,7 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10, digests: dict[st
         if hits:
             shown = hits[:limit]
             a, b = zip(*shown)
-            leaks.append(Leak(first, second, splits[first].where(a), splits[second].where(b), len(hits)))
+            leaks.append(Leak(first, second, splits[first].where(list(a)), splits[second].where(list(b)), len(hits)))
     return leaks
 
 

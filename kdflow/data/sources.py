@@ -73,7 +73,7 @@ def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, lis
     if numbers.notna().all():  # numeric labels: numeric order, and 3.0 is class "3"
         names = numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
         order = dict(zip(names, numbers))
-        classes = sorted(set(names), key=order.get)
+        classes = sorted(set(names), key=lambda name: order[name])
     else:
         names = values.astype(str)
         classes = sorted(set(names))
@@ -173,7 +173,7 @@ def _table_budget(cfg: PrepareConfig, path: Path) -> None:
 
 
 def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
-    path = root / cfg.path
+    path = cfg.located(root)
     _table_budget(cfg, path)
     frame = read_table(path)
     t = cfg.table
@@ -181,7 +181,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
     missing = [c for c in dict.fromkeys(declared) if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: column(s) {missing} not found; the file has {list(frame.columns)}")
-    special = {t.label, t.split_column, t.group_column} - {None}
+    special = {c for c in (t.label, t.split_column, t.group_column) if c is not None}
     features = t.features if t.features is not None else [c for c in frame.columns if c not in special]
     extra = [c for c in features if c in special]
     if extra:
@@ -228,7 +228,7 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
 
 
 def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
-    path = root / cfg.path
+    path = cfg.located(root)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     shapes = npz_shapes(path)
@@ -330,7 +330,8 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
     transparent pixels happen to hold)."""
     from PIL import Image
 
-    with Image.open(file) as image:
+    with Image.open(file) as opened:
+        image: Image.Image = opened
         width, height = image.size  # from the header: nothing decoded yet
         if width * height > max_pixels:
             raise DataError(f"{file}: {width} x {height} pixels, above prepare.images.max_pixels = {max_pixels:,} "
@@ -353,14 +354,14 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
 def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     from PIL import Image, UnidentifiedImageError
 
-    folder = root / cfg.path
+    folder = cfg.located(root)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
     classes = sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))),
                      key=lambda name: (0, int(name), name) if name.isdigit() else (1, 0, name))
     if not classes:
         raise DataError(f"{folder}: no class folders inside")
-    size = tuple(cfg.images.size) if cfg.images.size else None
+    size = (cfg.images.size[0], cfg.images.size[1]) if cfg.images.size else None
     listed = {name: sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for name in classes}
     for name, files in listed.items():
         if not files:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from kdflow.io import atomic_path, read_json, write_json
@@ -175,7 +177,7 @@ def _unit_holdout(y: np.ndarray, fraction: float, seed: int, units: np.ndarray) 
         members = rng.permutation(np.flatnonzero(unit_label == label))
         if members.size < 2:
             continue
-        target, total, taken = fraction * sizes[members].sum(), 0, []
+        target, total, taken = fraction * sizes[members].sum(), 0, list[int]()
         for unit in members:
             if len(taken) < members.size - 1 and abs(total + sizes[unit] - target) < abs(total - target):
                 taken.append(unit)
@@ -199,7 +201,7 @@ def _grouped_holdout(y: np.ndarray, fraction: float, seed: int, groups: np.ndarr
     folds, _ = min(options, key=lambda o: (abs(o[1] / o[0] - fraction), -o[0]))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     tests = [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
-    target, total, taken = fraction * len(y), 0, []
+    target, total, taken = fraction * len(y), 0, list[int]()
     for i, test in enumerate(tests):
         if len(taken) < folds - 1 and abs(total + len(test) - target) < abs(total - target):
             taken.append(i)
@@ -211,7 +213,7 @@ def _grouped_holdout(y: np.ndarray, fraction: float, seed: int, groups: np.ndarr
 
 
 def save_split(split: Split, path: str | Path) -> None:
-    extra = {} if split.groups is None else {"groups": split.groups.astype(str)}
+    extra: dict[str, Any] = {} if split.groups is None else {"groups": split.groups.astype(str)}
     if split.origin is not None:  # row numbers, or names such as image files
         extra["origin"] = split.origin
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:

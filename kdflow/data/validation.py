@@ -36,6 +36,7 @@ with warnings.catch_warnings():
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint.actions import ValidationAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.row_conditions import Column
@@ -95,7 +96,7 @@ class Suites:
         batches = context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batches, suite=suite))
-        actions = [UpdateDataDocsAction(name="data-docs", site_names=[self.SITE])] if self.docs is not None else []
+        actions: list[ValidationAction] = [UpdateDataDocsAction(name="data-docs", site_names=[self.SITE])] if self.docs is not None else []
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
                           result_format={"result_format": result_format})
@@ -147,7 +148,8 @@ class Suites:
                 continue
             kind = r.expectation_config.type
             if "type_list" in r.expectation_config.kwargs:
-                for name, dtype in list(untyped.items())[:SHOWN] or [(None, str(values.dtype))]:
+                named: list[tuple[str | None, str]] = [*list(untyped.items())[:SHOWN]] or [(None, str(values.dtype))]
+                for name, dtype in named:
                     failures.append(Failure(split, kind, name, f"dtype {dtype}, expected one of {FLOAT_TYPES}"))
                 continue
             if message := _error_message(r.exception_info):

@@ -64,10 +64,10 @@ class Axis:
         """The concrete path of this axis in `row` (globs resolved), or None where it is absent."""
         value: Any = row
         found = []
-        for key in self.key(batch):
+        for pattern in self.key(batch):
             if not isinstance(value, dict):
                 return None
-            key = next((k for k in value if fnmatch.fnmatchcase(k, key)), None) if "*" in key else key
+            key = next((k for k in value if fnmatch.fnmatchcase(k, pattern)), None) if "*" in pattern else pattern
             if key is None or key not in value or value[key] is None:
                 return None
             found.append(key)

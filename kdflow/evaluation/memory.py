@@ -16,6 +16,7 @@ import re
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from kdflow.processes import stop_now
 
@@ -29,7 +30,10 @@ def supported() -> bool:
 
 def _status_kib(field: str) -> int:
     status = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1))
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"/proc/self/status has no {field}")
+    return int(found.group(1))
 
 
 def _probe(
@@ -48,6 +52,7 @@ def _probe(
     before = _status_kib("VmRSS")
     CLEAR_REFS.write_text("5")  # high-water mark := current resident set
     x = torch.randn(batch_size, *sample_shape)
+    model: Any  # a module, or an ONNX model that maps a batch to logits as one
     if kind == "onnx":
         from kdflow.evaluation.compress import OnnxModel
 
@@ -62,12 +67,14 @@ def _probe(
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def _main_module() -> list[str]:
-    """The caller's main module when it was started as `python -m name` (a stage is): each
-    child runs that module's body again, which is cheap only if the server imported it, and
-    what it imports, beforehand."""
+def _main_imports() -> list[str]:
+    """The project modules the caller has imported, but not its main module: each child runs
+    the main module's body again (as `python -m name`, as a stage is started), which is cheap
+    only if the server imported what that body imports beforehand. The main module itself is
+    left out: preloaded, runpy would warn in every child that it runs a module already imported."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return [spec.name] if spec is not None and not spec.name.endswith("__main__") else []
+    main = spec.name if spec is not None else None
+    return sorted(n for n in list(sys.modules) if n.split(".")[0] in ("kdflow", "tasks", "flows") and n != main)
 
 
 class PeakMemory:
@@ -82,7 +89,7 @@ class PeakMemory:
         if supported():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(
-                ["torch", "onnxruntime", "kdflow.training.models", "kdflow.evaluation.compress", *_main_module()]
+                ["torch", "onnxruntime", "kdflow.training.models", "kdflow.evaluation.compress", *_main_imports()]
             )
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
 

@@ -15,6 +15,7 @@ trail and the alias always agree once a command has run.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from kdflow.errors import KdflowError
@@ -81,7 +82,7 @@ def entries(tags: dict[str, str]) -> list[Entry]:
     return sorted(found, key=lambda e: e.seq)
 
 
-def champions(trail: list[Entry], legacy: list[int] = ()) -> list[int]:
+def champions(trail: list[Entry], legacy: Sequence[int] = ()) -> list[int]:
     """The versions that were champion, oldest first, the current one last, as the trail says:
     what `rollback` walks back. `legacy` is the history an older kdflow kept in one tag."""
     stack = list(legacy)

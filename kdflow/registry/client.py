@@ -265,7 +265,7 @@ class Registry:
 
     def run_id(self, version: ModelVersion) -> str:
         """The MLflow run that registered the version."""
-        return version.tags.get(RUN_TAG) or version.run_id
+        return version.tags.get(RUN_TAG) or str(version.run_id)
 
     def set_challenger(self, version: int | str) -> None:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
@@ -338,15 +338,17 @@ class Registry:
             return None
         model = self.client.get_registered_model(self.name)
         trail = audit.entries(model.tags)
-        alias = model.aliases.get(CHAMPION)
-        alias = int(alias) if alias is not None else None
+        named = model.aliases.get(CHAMPION)
+        alias = int(named) if named is not None else None
         last = trail[-1] if trail else None
-        expected = last.version if last else (_legacy_history(model.tags) or [None])[-1]
-        applied = lambda v: v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)
+        legacy: list[int | None] = [*_legacy_history(model.tags)] or [None]
+        expected = last.version if last else legacy[-1]
+        applied = lambda v: last is not None and v is not None and self.version(v).tags.get("kdflow.audit_seq") == str(last.seq)
         if (
             last is not None
             and alias == last.previous
             and alias != last.version
+            and last.version is not None
             and self.exists(last.version)
             and not applied(last.version)
         ):

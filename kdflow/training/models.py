@@ -134,6 +134,8 @@ class Standardized(nn.Module):
     def __init__(self, model: nn.Module, input_shape: Sequence[int]):
         super().__init__()
         self.model = model
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.zeros(list(input_shape)))
         self.register_buffer("std", torch.ones(list(input_shape)))
 

@@ -58,10 +58,11 @@ class DistillationLoss(nn.Module):
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
         # Every op here runs once per step; with a small student they are a visible share of it.
         student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
-        total = None
+        total: torch.Tensor | None = None
         for weight, term in zip(self.weights, self.terms, strict=True):
             if weight:
                 value = term(student_logits, teacher_logits, target, features)
                 value = value if weight == 1 else weight * value
                 total = value if total is None else total + value
+        assert total is not None, "the config keeps at least one term with a weight"
         return total
