@@ -206,6 +206,7 @@ class AugmentConfig(_Strict):
 
     @property
     def enabled(self) -> bool:
+        """True when at least one augmentation is switched on."""
         return bool(self.shift or self.noise or self.scale or self.mixup or self.crop or self.flip)
 
 
@@ -448,6 +449,8 @@ def _describe(error: ValidationError, source: str) -> str:
 
 
 def parse_params(raw: Any, source: str = "params") -> Params:
+    """`raw` (parsed YAML; None: every default) validated as `Params`; raises `ConfigError` naming each bad key,
+    with `source` as the file's name in the message."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -459,6 +462,7 @@ def parse_params(raw: Any, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """The params file at `path`, validated (see `parse_params`); raises `ConfigError` when it is missing or not YAML."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -60,11 +60,13 @@ def _sync(path: Path) -> None:
 
 
 def write_json(data: Any, path: str | Path) -> None:
+    """Write `data` to `path` as indented JSON with sorted keys, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON value stored at `path`."""
     return json.loads(Path(path).read_text())
 
 

@@ -59,6 +59,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
+        """True when no check found a problem; warnings do not fail."""
         return not self.problems
 
     def drift(self) -> dict[str, dict]:

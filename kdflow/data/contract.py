@@ -166,12 +166,14 @@ def _outline(names: list[str], shown: int = 8) -> str:
 
 
 def write(contract: DataContract, path: Path) -> None:
+    """Write `contract` to `path` as YAML under the explanatory `HEADER`, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(mode="json"), sort_keys=False, width=100, allow_unicode=True,
                                                 default_flow_style=None))
 
 
 def read(path: Path) -> DataContract:
+    """The data contract at `path`; raises `ContractError` when there is none or it is not a valid contract."""
     try:
         raw = yaml.safe_load(path.read_text())
         return DataContract.model_validate(raw)

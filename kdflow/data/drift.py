@@ -53,6 +53,7 @@ class Test:
 
     @property
     def name(self) -> str:
+        """``<split>.<subject>`` (e.g. ``test.x3``): how messages name the test."""
         return f"{self.split}.{self.subject}"
 
     def failed(self, alpha: float) -> bool:
@@ -120,6 +121,7 @@ def ks_pvalue(statistic: float, rows: float, other_rows: float) -> float:
 
 
 def is_discrete(values: np.ndarray) -> bool:
+    """True when `values` take at most `DISCRETE_LEVELS` distinct values: chi-square, not KS, judges them."""
     return np.unique(values).size <= DISCRETE_LEVELS
 
 

@@ -25,6 +25,7 @@ class Leak:
     near: bool = False  # near duplicates (count is of `second`'s rows) rather than exact ones
 
     def describe(self) -> str:
+        """The leak in one sentence, with the listed row pairs as the sources name them."""
         pairs = ", ".join(f"{a}<->{b}" for a, b in zip(self.rows_first, self.rows_second))
         more = f" (first {len(self.rows_first)} shown)" if self.count > len(self.rows_first) else ""
         if self.near:
@@ -63,9 +64,11 @@ class Conflicts:
 
     @property
     def share(self) -> float:
+        """`rows` as a fraction of the split's rows, in [0, 1] (0 for an empty split)."""
         return self.rows / max(self.total, 1)
 
     def describe(self) -> str:
+        """The conflicts in one sentence, with example rows and their labels."""
         return (f"{self.rows} of {self.total} rows ({self.share:.1%}) in {self.split} repeat the features of a row "
                 f"with another label: rows(label) {', '.join(self.examples)}")
 

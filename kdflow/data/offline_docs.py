@@ -73,9 +73,11 @@ class Package:
         return (*self.files, *self.license_files, "package.json")
 
     def tarball(self, registry: str) -> str:
+        """The URL of this version's tarball on the npm `registry` (its base URL; a trailing slash is ignored)."""
         return f"{registry.rstrip('/')}/{self.name}/-/{self.name.rsplit('/', 1)[-1]}-{self.version}.tgz"
 
     def complete(self, assets: Path) -> bool:
+        """True when every kept file is already under `assets`, so nothing needs fetching."""
         return all((assets / self.folder / path).is_file() for path in self.kept)
 
 
@@ -221,6 +223,7 @@ def _rewrite(page: Path, local: dict[str, Path], unknown: set[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line, ``fetch`` or ``localise``; returns the exit status: 0 done, 1 failed (said on stderr)."""
     parser = argparse.ArgumentParser(prog="python -m kdflow.data.offline_docs", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     get = commands.add_parser("fetch", help="download the Data Docs assets from the npm registry (at setup)")

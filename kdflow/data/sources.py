@@ -60,6 +60,7 @@ class Loaded:
 
     @property
     def schema(self) -> Schema:
+        """What the arrays mean, as a `Schema`; unnamed features get `feature_names` of the sample shape."""
         return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories,
                       self.shared_scale)
 
@@ -99,6 +100,8 @@ def _split_values(values: pd.Series, where: str) -> np.ndarray:
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """A .csv (UTF-8) or .parquet file as a frame; raises `DataError` when it is missing, of another type,
+    unreadable or without rows."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.suffix.lower() not in (".csv", ".parquet"):
@@ -173,6 +176,8 @@ def _table_budget(cfg: PrepareConfig, path: Path) -> None:
 
 
 def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
+    """The `table` source: the declared feature columns (default: all but the label, split and group columns),
+    categorical ones encoded, as float32; raises `DataError` naming what is at fault (a column, the rows)."""
     path = cfg.located(root)
     _table_budget(cfg, path)
     frame = read_table(path)
@@ -228,6 +233,8 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
 
 
 def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
+    """The `npz` source: arrays ``x`` and ``y`` (``split`` and ``groups`` optional), or ``x_<split>`` and ``y_<split>``
+    for train, test and optionally val; images channels-first. Raises `DataError` naming what is wrong."""
     path = cfg.located(root)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -352,6 +359,8 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
 
 
 def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
+    """The `images` source: one sub-folder per class, PNG and JPEG files as float32 in [0, 1],
+    ``[n, channels, height, width]``; raises `DataError` naming the file at fault (undecodable, another size)."""
     from PIL import Image, UnidentifiedImageError
 
     folder = cfg.located(root)
@@ -402,6 +411,7 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
 
 
 def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
+    """scikit-learn's 8 x 8 digits (shipped with it: no download), pixels scaled to [0, 1], classes 0..9."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # shipped inside scikit-learn: nothing is downloaded
@@ -410,6 +420,7 @@ def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
 
 
 def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:
+    """MNIST-1D, `cfg.num_samples` signals generated offline from `cfg.seed`, classes 0..9."""
     data = make_mnist1d(cfg.num_samples, cfg.seed)
     return Loaded(data.x, data.y, [str(i) for i in range(10)])
 
@@ -424,6 +435,7 @@ LOADERS = {
 
 
 def load(cfg: PrepareConfig, root: Path) -> Loaded:
+    """The configured source's rows; raises `DataError` when there are none or a feature is NaN or infinite."""
     loaded = LOADERS[cfg.dataset](cfg, root)
     if len(loaded.y) == 0:
         raise DataError(f"{cfg.path or cfg.dataset}: no rows")

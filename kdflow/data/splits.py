@@ -50,6 +50,7 @@ class Split:
 
     @property
     def sample_shape(self) -> list[int]:
+        """One sample's shape, without the row axis: ``[length]`` or ``[channels, height, width]``."""
         return list(self.x.shape[1:])
 
 
@@ -69,10 +70,12 @@ class Schema:
     shared_scale: bool = False
 
     def save(self, path: str | Path) -> None:
+        """Write the schema to `path` as JSON, atomically."""
         write_json(asdict(self), path)
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
+        """The schema `save` wrote to `path`."""
         return cls(**read_json(path))
 
 
@@ -213,6 +216,7 @@ def _grouped_holdout(y: np.ndarray, fraction: float, seed: int, groups: np.ndarr
 
 
 def save_split(split: Split, path: str | Path) -> None:
+    """Write the split to `path` as an .npz archive (groups as text, origin when known), atomically."""
     extra: dict[str, Any] = {} if split.groups is None else {"groups": split.groups.astype(str)}
     if split.origin is not None:  # row numbers, or names such as image files
         extra["origin"] = split.origin
@@ -221,6 +225,7 @@ def save_split(split: Split, path: str | Path) -> None:
 
 
 def load_split(path: str | Path) -> Split:
+    """The split `save_split` wrote to `path` (no pickles are read)."""
     with np.load(path, allow_pickle=False) as archive:
         optional = {name: archive[name] for name in ("groups", "origin") if name in archive.files}
         return Split(archive["x"], archive["y"], **optional)

@@ -85,6 +85,7 @@ class Axis:
         return value
 
     def format(self, value: Any) -> str:
+        """`value` as the report shows it: times `scale`, in `fmt`; "–" for None."""
         return "–" if value is None else self.fmt.format(value * self.scale if self.scale != 1 else value)
 
     def title(self, row: dict | None = None, batch: int | None = None) -> str:
@@ -94,12 +95,14 @@ class Axis:
         return self.label.format(batch=batch, matched=matched)
 
     def measurer(self) -> Callable[..., Any]:
+        """The function `measure` names, imported now; raises ValueError for an axis measured as part of another."""
         if self.measure is None:
             raise ValueError(f"axis {self.name!r} is part of another axis and is not measured on its own")
         module, _, function = self.measure.partition(":")
         return getattr(importlib.import_module(module), function)
 
     def applies(self, role: str, kind: str) -> bool:
+        """Whether the axis is measured for this role on this kind of model (`TORCH` or `ONNX`)."""
         return kind in self.on and role not in self.not_for
 
 
@@ -249,6 +252,7 @@ COMPARED = tuple(axis.name for axis in AXES if axis.per_sample)  # with the cham
 
 
 def get(name: str) -> Axis:
+    """The axis called `name`; raises KeyError listing every axis' name."""
     try:
         return BY_NAME[name]
     except KeyError:

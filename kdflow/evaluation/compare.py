@@ -31,6 +31,7 @@ class SampleResults:
     ood_logits: np.ndarray  # [n, classes] on the OOD set (one OOD sample per test sample)
 
     def per_sample(self, y: np.ndarray, bins: int) -> dict[str, np.ndarray]:
+        """The per-sample arrays the bootstrap statistics resample, for labels `y` and `bins` calibration bins."""
         # Probabilities in float32 with torch, exactly as kdflow.evaluation.metrics and torchmetrics see
         # them (a saturated confidence of 1.0 lands in the same bin); sums in float64.
         logits = torch.from_numpy(np.ascontiguousarray(self.logits, dtype=np.float32))

@@ -69,6 +69,7 @@ class OnnxModel:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def eval(self) -> OnnxModel:
+        """Itself: an ONNX session has no training mode, so code that calls `nn.Module.eval` takes it too."""
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,7 @@ class OnnxModel:
 
     @property
     def size_bytes(self) -> int:
+        """Size of the .onnx file, in bytes."""
         return Path(self.path).stat().st_size
 
 

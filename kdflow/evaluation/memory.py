@@ -25,6 +25,7 @@ PROBE_SECONDS = 300.0  # one model loaded and run twice: seconds; a probe past t
 
 
 def supported() -> bool:
+    """Whether peak memory can be measured here: Linux, with ``/proc/self/clear_refs`` writable."""
     return CLEAR_REFS.exists() and os.access(CLEAR_REFS, os.W_OK)
 
 
@@ -94,6 +95,7 @@ class PeakMemory:
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
 
     def start(self) -> None:
+        """Launch the fork server without waiting for it; a no-op where measuring is not supported."""
         if self.pool is not None:
             from multiprocessing import forkserver
 

@@ -20,6 +20,7 @@ from torchmetrics.functional.classification import (
 
 
 def top1_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of `logits` against labels `y`, in [0, 1]."""
     return multiclass_accuracy(logits, y, num_classes=logits.shape[-1], average="micro").item()
 
 
@@ -41,14 +42,17 @@ def brier_score(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean negative log-likelihood (cross-entropy) of labels `y` under softmax(`logits`), in nats."""
     return F.cross_entropy(logits, y).item()
 
 
 def macro_f1(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """F1 of each class, averaged with equal weight per class, in [0, 1]."""
     return multiclass_f1_score(logits, y, num_classes=logits.shape[-1], average="macro").item()
 
 
 def per_class_recall(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Recall of each class, in class order, each in [0, 1]."""
     return multiclass_recall(logits, y, num_classes=logits.shape[-1], average=None).tolist()
 
 

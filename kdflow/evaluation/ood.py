@@ -12,10 +12,12 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def msp(logits: torch.Tensor) -> np.ndarray:
+    """Maximum softmax probability of each sample, in [0, 1]; higher: more in-distribution."""
     return logits.softmax(-1).max(-1).values.numpy()
 
 
 def neg_energy(logits: torch.Tensor) -> np.ndarray:
+    """Negative energy of each sample, ``logsumexp(logits)``; higher: more in-distribution."""
     return torch.logsumexp(logits, -1).numpy()
 
 

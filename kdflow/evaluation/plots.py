@@ -33,6 +33,7 @@ def _colour(model: str) -> str:
 
 
 def training_curves(history_csv: Path) -> Figure:
+    """Validation accuracy per epoch of the distilled student and the control, from the training history CSV."""
     history = pd.read_csv(history_csv)
     fig, ax = plt.subplots(figsize=(6, 4))
     marker = "o" if len(history) < 30 else None  # a short run would otherwise draw no line at all
@@ -45,6 +46,8 @@ def training_curves(history_csv: Path) -> Figure:
 
 
 def reliability_diagram(reliability_csv: Path) -> Figure:
+    """Accuracy against mean confidence per bin for each model, beside the diagonal of perfect calibration
+    (empty bins left out)."""
     bins = pd.read_csv(reliability_csv).dropna()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
@@ -93,6 +96,7 @@ def accuracy_vs_latency(latency_csv: Path) -> Figure:
 
 
 def severity_curve(severity_csv: Path) -> Figure:
+    """Mean accuracy over the corruptions at each severity, one line per model."""
     rows = pd.read_csv(severity_csv)
     fig, ax = plt.subplots(figsize=(6, 4))
     for model, group in rows.groupby("model", sort=False):

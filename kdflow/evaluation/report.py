@@ -35,12 +35,15 @@ class Column:
 
     @property
     def help(self) -> str:
+        """The axis' help text: the tooltip of the column's header."""
         return self.axis.help
 
     def label(self, metrics: dict) -> str:
+        """The column's header: the axis' title at this batch size, with a glob key as matched in the student's row."""
         return self.axis.title(metrics.get("student"), self.batch)
 
     def cell(self, row: dict) -> str:
+        """The formatted value of this column in a model's `row` ("–" where the row has none)."""
         return self.axis.format(self.axis.read(row, self.batch))
 
 

@@ -26,6 +26,7 @@ Scale = torch.Tensor | float  # per feature (broadcast over rows), or one number
 
 
 def gaussian_noise(x: torch.Tensor, severity: int, g: torch.Generator, scale: Scale = 1.0) -> torch.Tensor:
+    """Gaussian noise with a standard deviation of ``0.1 s`` times `scale` (standardised units)."""
     return x + 0.1 * severity * scale * torch.randn(x.shape, generator=g)
 
 
@@ -86,6 +87,8 @@ IMAGE_CORRUPTIONS: dict[str, Corruption] = {  # images, [n, channels, height, wi
 
 
 def corruptions_for(x: torch.Tensor) -> dict[str, Corruption]:
+    """The corruptions for this kind of data: signals and tables ``[n, features]``, or images ``[n, c, h, w]``;
+    raises `InvalidSetup` for any other shape."""
     if x.dim() == 2:
         return CORRUPTIONS
     if x.dim() == 4:

@@ -55,10 +55,12 @@ class TestBench:
 
     @property
     def batch_sizes(self) -> list[int]:
+        """The batch sizes latency is timed at (`evaluate.latency.batch_sizes`)."""
         return list(self.cfg.latency.batch_sizes)
 
     @property
     def largest_batch(self) -> int:
+        """The largest timed batch size: the cost axis is quoted at it."""
         return max(self.cfg.latency.batch_sizes)
 
 
@@ -76,14 +78,17 @@ class Scoring:
 
     @property
     def kind(self) -> str:
+        """`ONNX` for an `OnnxModel`, else `TORCH`: which axes apply (`Axis.on`)."""
         return ONNX if isinstance(self.model, OnnxModel) else TORCH
 
     @cached_property
     def logits(self) -> torch.Tensor:
+        """Logits on the test set, ``[n, classes]``; computed once."""
         return predict(self.model, self.bench.x)
 
     @cached_property
     def temperature(self) -> float:
+        """The scaling temperature fitted on the validation split (never test); computed once."""
         return metrics.fit_temperature(predict(self.model, self.bench.val_x), self.bench.val_y)
 
     @cached_property
@@ -93,12 +98,14 @@ class Scoring:
 
     @cached_property
     def pgd_predicted(self) -> torch.Tensor:
+        """The predicted class of each test sample under the PGD attack; computed once."""
         rob = self.bench.cfg.robustness
         attacked = pgd(self.model, self.bench.x, self.bench.y, rob.pgd_eps, rob.pgd_steps, scale=self.bench.scale)
         return predict(self.model, attacked).argmax(-1)
 
     @cached_property
     def ood_logits(self) -> torch.Tensor:
+        """Logits on the OOD set (one permuted sample per test sample); computed once."""
         return predict(self.model, self.bench.ood_x)
 
     def latency(self, batch: int) -> metrics.Latency:
@@ -164,58 +171,72 @@ def _put(row: dict, axis: Axis, value: Any, batch: int | None) -> None:
 
 
 def accuracy(s: Scoring) -> float:
+    """Accuracy axis: top-1 accuracy on test, in [0, 1]."""
     return metrics.top1_accuracy(s.logits, s.bench.y)
 
 
 def macro_f1(s: Scoring) -> float:
+    """Macro-F1 axis: F1 per class averaged over classes, on test, in [0, 1]."""
     return metrics.macro_f1(s.logits, s.bench.y)
 
 
 def recall(s: Scoring) -> dict[str, float]:
+    """Recall axis: recall of each class on test, keyed by class index (a string), each in [0, 1]."""
     return {str(c): r for c, r in enumerate(metrics.per_class_recall(s.logits, s.bench.y))}
 
 
 def ece(s: Scoring) -> float:
+    """ECE axis: expected calibration error on test (`evaluate.ece_bins` bins), in [0, 1]."""
     return metrics.expected_calibration_error(s.logits, s.bench.y, s.bench.cfg.ece_bins)
 
 
 def mce(s: Scoring) -> float:
+    """MCE axis: maximum calibration error on test (`evaluate.ece_bins` bins), in [0, 1]."""
     return metrics.max_calibration_error(s.logits, s.bench.y, s.bench.cfg.ece_bins)
 
 
 def brier(s: Scoring) -> float:
+    """Brier axis: multiclass Brier score on test, in [0, 2]."""
     return metrics.brier_score(s.logits, s.bench.y)
 
 
 def nll(s: Scoring) -> float:
+    """NLL axis: mean negative log-likelihood on test, in nats."""
     return metrics.nll(s.logits, s.bench.y)
 
 
 def temperature(s: Scoring) -> float:
+    """Temperature axis: the T > 0 fitted on validation data; T > 1: the model is over-confident."""
     return s.temperature
 
 
 def ece_scaled(s: Scoring) -> float:
+    """ECE (T-scaled) axis: ECE on test of the logits divided by the fitted temperature, in [0, 1]."""
     return metrics.expected_calibration_error(s.logits / s.temperature, s.bench.y, s.bench.cfg.ece_bins)
 
 
 def nll_scaled(s: Scoring) -> float:
+    """NLL (T-scaled) axis: NLL on test of the logits divided by the fitted temperature, in nats."""
     return metrics.nll(s.logits / s.temperature, s.bench.y)
 
 
 def parameters(s: Scoring) -> int:
+    """Parameters axis: the parameter count; a deployable form reports its float student's."""
     return s.reference["row"]["parameters"] if s.reference else count_parameters(s.model)
 
 
 def macs(s: Scoring) -> int:
+    """MACs axis: multiply-accumulates of one forward pass for one sample; a deployable form reports its float student's."""
     return s.reference["row"]["macs"] if s.reference else metrics.count_macs(s.model, s.bench.x)
 
 
 def size_bytes(s: Scoring) -> int:
+    """Size axis: the model's file (checkpoint or .onnx) on disk, in bytes."""
     return s.path.stat().st_size
 
 
 def corruption_accuracy(s: Scoring) -> float:
+    """Corruption accuracy axis: mean accuracy over every corruption at every severity, in [0, 1]."""
     return s.corruption_correct.float().mean().item()
 
 
@@ -230,6 +251,8 @@ def corruptions(s: Scoring) -> dict[str, float]:
 
 
 def adversarial(s: Scoring) -> dict[str, float]:
+    """Adversarial axis: accuracy under FGSM at each `fgsm_eps` and under PGD at `pgd_eps`, each in [0, 1];
+    keyed ``fgsm_<eps>`` and ``pgd_<eps>``."""
     rob, x, y = s.bench.cfg.robustness, s.bench.x, s.bench.y
     model: nn.Module = s.model
     return {
@@ -248,26 +271,32 @@ def ood(s: Scoring) -> dict[str, float]:
 
 
 def fidelity(s: Scoring) -> dict[str, float]:
+    """Fidelity axis: top-1 agreement with the teacher, in [0, 1], and KL(teacher ‖ model) in nats."""
     assert s.bench.teacher_logits is not None, "the teacher is scored first"
     return metrics.fidelity(s.logits, s.bench.teacher_logits)
 
 
 def parity(s: Scoring) -> dict[str, float]:
+    """Parity axis: a deployable form's max absolute logit difference and top-1 agreement with its float student."""
     assert s.reference is not None
     return parity_of(s.reference["logits"], s.logits)
 
 
 def latency_p50_ms(s: Scoring, batch: int) -> float:
+    """p50 latency axis: median time of one forward pass of a `batch`-sample batch, in ms."""
     return round(s.latency(batch).p50_ms, 4)
 
 
 def latency_p95_ms(s: Scoring, batch: int) -> float:
+    """p95 latency axis: 95th-percentile time of one forward pass of a `batch`-sample batch, in ms."""
     return round(s.latency(batch).p95_ms, 4)
 
 
 def throughput_per_s(s: Scoring, batch: int) -> float:
+    """Throughput axis: samples per second at batch size `batch`, from the median latency."""
     return round(batch / s.latency(batch).p50_ms * 1000, 1)
 
 
 def usd_per_million_predictions(s: Scoring) -> float:
+    """Cost axis: USD per million predictions at `evaluate.usd_per_hour`, at the largest batch size's throughput."""
     return s.bench.cfg.usd_per_hour / 3600 / throughput_per_s(s, s.bench.largest_batch) * 1e6

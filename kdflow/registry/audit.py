@@ -44,9 +44,11 @@ class Entry:
 
     @property
     def tag(self) -> str:
+        """The registered-model tag the entry is stored under: `PREFIX` and `seq` zero-padded to six digits."""
         return f"{PREFIX}{self.seq:06d}"
 
     def encode(self) -> str:
+        """The entry as the tag's JSON value; raises `BadReason` above MLflow's `TAG_LIMIT` (never truncated)."""
         text = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
         if len(text) > TAG_LIMIT:  # cannot happen within MAX_REASON; refused, never truncated
             raise BadReason(
@@ -97,6 +99,7 @@ def champions(trail: list[Entry], legacy: Sequence[int] = ()) -> list[int]:
 
 
 def check_reason(reason: str) -> str:
+    """`reason` unchanged; raises `BadReason` when it is longer than `MAX_REASON` characters."""
     if len(reason) > MAX_REASON:
         raise BadReason(
             f"the reason is {len(reason)} characters; at most {MAX_REASON} are recorded (say more in a linked document)"

@@ -70,6 +70,7 @@ def _legacy_history(tags: dict[str, str]) -> list[int]:
 
 
 def actor() -> str:
+    """Who acts, as the trail and tags record it: ``$KDFLOW_ACTOR``, else the login name."""
     return os.environ.get("KDFLOW_ACTOR") or getpass.getuser()
 
 
@@ -119,12 +120,14 @@ class Registry:
             raise
 
     def versions(self) -> list[ModelVersion]:
+        """Every version of the model, oldest first; empty when the model is not registered yet."""
         if not self._model_exists():
             return []
         found = self.client.search_model_versions(f"name = '{self.name}'")
         return sorted(found, key=lambda v: int(v.version))
 
     def version(self, version: int | str) -> ModelVersion:
+        """One version of the model; raises `RegistryError` when it has no such version."""
         try:
             return self.client.get_model_version(self.name, str(version))
         except MlflowException as error:
@@ -133,6 +136,7 @@ class Registry:
             raise
 
     def alias(self, alias: str) -> ModelVersion | None:
+        """The version `alias` points at; None when it is unset or the model is not registered yet."""
         # Read the alias map rather than catch "alias not found", which MLflow reports with
         # the same error code as a malformed request.
         if not self._model_exists():
@@ -141,6 +145,7 @@ class Registry:
         return None if version is None else self.version(version)
 
     def find_fingerprint(self, fingerprint: str) -> ModelVersion | None:
+        """The oldest version registered from artifacts with this fingerprint, or None."""
         for v in self.versions():
             if v.tags.get(FINGERPRINT_TAG) == fingerprint:
                 return v
@@ -232,6 +237,7 @@ class Registry:
         return audit.champions(audit.entries(tags), _legacy_history(tags))
 
     def exists(self, version: int) -> bool:
+        """Whether the model has this version (False, not an error, for a deleted one)."""
         try:
             self.version(version)
             return True
@@ -239,6 +245,7 @@ class Registry:
             return False
 
     def rows(self) -> list[VersionRow]:
+        """Every version, oldest first, with its aliases, creation time (UTC, ISO 8601) and tags."""
         # Search results do not carry aliases; the registered model does (alias -> version).
         aliases: dict[int, list[str]] = {}
         if self._model_exists():
@@ -256,10 +263,12 @@ class Registry:
 
     # -- writing ---------------------------------------------------------------------------
     def tag(self, version: int | str, tags: dict[str, str]) -> None:
+        """Set these tags on `version`, values as strings; takes no lock (hold `writing()` to serialise)."""
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, str(version), key, str(value))
 
     def untag(self, version: int | str, keys: list[str]) -> None:
+        """Delete these tags from `version`; takes no lock (hold `writing()` to serialise)."""
         for key in keys:
             self.client.delete_model_version_tag(self.name, str(version), key)
 
@@ -268,6 +277,7 @@ class Registry:
         return version.tags.get(RUN_TAG) or str(version.run_id)
 
     def set_challenger(self, version: int | str) -> None:
+        """Point `challenger` at `version` and tag when and by whom; takes no lock (hold `writing()`)."""
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
         self.tag(version, {"kdflow.challenger_at": _now(), "kdflow.challenger_by": actor()})
 

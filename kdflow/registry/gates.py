@@ -100,6 +100,7 @@ class NoRegression:
 
     @property
     def name(self) -> str:
+        """The gate's name in verdicts and tags: ``max_drop_vs_champion.<axis>``."""
         return f"max_drop_vs_champion.{self.axis}"
 
     def __call__(self, metrics: dict) -> Verdict:
@@ -140,4 +141,5 @@ def gates_from_config(cfg: GatesConfig) -> list:
 
 
 def check(metrics: dict, cfg: GatesConfig) -> list[Verdict]:
+    """The verdict of every gate `cfg` turns on, judged on these `metrics`, in `gates_from_config` order."""
     return [gate(metrics) for gate in gates_from_config(cfg)]

@@ -14,6 +14,7 @@ import yaml
 
 
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 of the file's content: the hash DVC 3 records for it in `dvc.lock`."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

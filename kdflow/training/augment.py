@@ -31,6 +31,7 @@ def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
 
 
 def random_scale(x: torch.Tensor, amount: float) -> torch.Tensor:
+    """Scale each row by its own factor drawn from ``U(1 - amount, 1 + amount)``."""
     factor = torch.empty(len(x), *([1] * (x.dim() - 1))).uniform_(1 - amount, 1 + amount)
     return x * _draw(factor, x)
 

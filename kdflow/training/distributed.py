@@ -21,6 +21,7 @@ class World:
 
     @property
     def is_main(self) -> bool:
+        """True for rank 0, the only process that writes files."""
         return self.rank == 0
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
@@ -31,6 +32,7 @@ class World:
 
 
 def world() -> World:
+    """This process's rank and world size from torchrun's ``RANK`` and ``WORLD_SIZE``; rank 0 of 1 without torchrun."""
     return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
 
 
@@ -45,5 +47,6 @@ def setup(device: torch.device) -> World:
 
 
 def teardown() -> None:
+    """Leave the process group if this process joined one; a no-op when alone."""
     if dist.is_initialized():
         dist.destroy_process_group()

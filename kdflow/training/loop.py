@@ -70,6 +70,7 @@ class FeatureTap:
         ]
 
     def remove(self) -> None:
+        """Detach the hooks; `outputs` keeps what they captured last."""
         for handle in self.handles:
             handle.remove()
 
@@ -82,6 +83,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048, amp: str 
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of `logits` against labels `y`, in [0, 1]."""
     return (logits.argmax(-1) == y).float().mean().item()
 
 
@@ -98,6 +100,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def previous(state_path: Path) -> Path:
+    """Where the state before the current one is kept: ``<stem>.prev<suffix>`` beside `state_path`."""
     return state_path.with_name(state_path.stem + ".prev" + state_path.suffix)
 
 
@@ -148,6 +151,8 @@ class Selection:
     stale: int = 0
 
     def update(self, model: nn.Module, epoch: int, val_accuracy: float, val_loss: float, select: str) -> None:
+        """Take this epoch's weights if its `select` score ("accuracy", "loss" or "last") beats the best so far;
+        else count one more epoch without improvement."""
         score = {"accuracy": val_accuracy, "loss": -val_loss, "last": epoch}[select]
         if score > self.score:
             self.state, self.epoch, self.accuracy, self.score, self.stale = _cpu_state(model), epoch, val_accuracy, score, 0
@@ -155,6 +160,7 @@ class Selection:
             self.stale += 1
 
     def patience_spent(self, patience: int) -> bool:
+        """True once `patience` epochs in a row have not beaten the best; never with `patience` 0."""
         return bool(self.stale and patience and self.stale >= patience)
 
 

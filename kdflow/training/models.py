@@ -50,6 +50,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[batch, classes]``; each sample is flattened first, whatever its shape."""
         return self.net(x.flatten(1))
 
 
@@ -80,6 +81,7 @@ class CNN1D(nn.Module):
         self.head = nn.Linear(4 * c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[batch, classes]`` for signals ``[batch, length]``."""
         h = self.features(x.unsqueeze(1))
         return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=1))
 
@@ -99,6 +101,7 @@ class BasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(body(x) + skip(x))``; the skip is a 1x1 convolution and batch norm where the stride or width changes."""
         return torch.relu(self.body(x) + self.skip(x))
 
 
@@ -120,6 +123,7 @@ class ResNet(nn.Module):
         self.head = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[batch, classes]`` for images ``[batch, channels, height, width]``."""
         return self.head(self.features(x).mean((-2, -1)))
 
 
@@ -141,6 +145,8 @@ class Standardized(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> Standardized:
+        """Set the mean and standard deviation per input value from `x` (the training split; population std,
+        1 for a constant input); returns self."""
         x = x.double()
         std = x.std(0, unbiased=False)
         self.mean.copy_(x.mean(0))
@@ -148,6 +154,7 @@ class Standardized(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's output for ``(x - mean) / std``."""
         return self.model((x - self.mean) / self.std)
 
 
@@ -216,6 +223,7 @@ def for_inference(model: nn.Module) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameter values (trainable or frozen; buffers not counted)."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -227,6 +235,8 @@ def save_checkpoint(
     num_classes: int,
     meta: dict[str, Any] | None = None,
 ) -> None:
+    """Write the state dict with the spec, input shape, class count and `meta`, atomically: a checkpoint that
+    rebuilds the model alone and loads with ``weights_only=True``."""
     payload = {
         "spec": spec.model_dump(),
         "input_shape": list(input_shape),

@@ -46,16 +46,20 @@ class DistillationLoss(nn.Module):
 
     @classmethod
     def from_config(cls, entries) -> DistillationLoss:
+        """The weighted sum of the terms `entries` configure (`kdflow.config.LossTerm`), in their order."""
         return cls([(e.name, e.weight, build_term(e)) for e in entries])
 
     @property
     def hints(self) -> list[FitNetsHint]:
+        """The FitNets terms: they need the hint-layer features and a projection built on the first batch."""
         return [t for t in self.terms if isinstance(t, FitNetsHint)]
 
     def hint_layers(self, side: str) -> set[str]:
+        """The layers the hints read on `side`, "student" or "teacher"."""
         return {getattr(h, f"{side}_layer") for h in self.hints}
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """``sum_i weight_i * term_i`` in float32, a scalar; a term with weight 0 is not computed."""
         # Every op here runs once per step; with a small student they are a visible share of it.
         student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
         total: torch.Tensor | None = None

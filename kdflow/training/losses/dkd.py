@@ -24,6 +24,7 @@ class DKD(nn.Module):
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """``T^2 * (alpha * TCKD + beta * NCKD)``, averaged over the batch; a soft target counts as its dominant class."""
         t = self.temperature
         gt = F.one_hot(_target_index(target), student_logits.shape[-1]).bool()
         p_s = F.softmax(student_logits / t, dim=-1)

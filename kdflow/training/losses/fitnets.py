@@ -26,6 +26,8 @@ class FitNetsHint(nn.Module):
         self.projection = nn.Linear(student_features[0].numel(), teacher_features[0].numel())
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """MSE between the projected student hint and the teacher's guided features, in float32; raises
+        `InvalidSetup` without `features`, RuntimeError before `build`."""
         if features is None:
             raise InvalidSetup("FitNets needs the hint features of student and teacher")
         # Features captured under autocast may be bf16; the projection and the MSE run in fp32.

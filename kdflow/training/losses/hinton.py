@@ -30,6 +30,7 @@ class HintonKD(nn.Module):
         self.temperature = temperature
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over the batch; `target` is not used."""
         return soft_kl(student_logits, teacher_logits, self.temperature)
 
 
@@ -37,4 +38,5 @@ class CrossEntropy(nn.Module):
     """Cross-entropy on the labels: class indices, or class probabilities (mixup)."""
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """Mean cross-entropy of the student's logits against `target`; the teacher is not used."""
         return F.cross_entropy(student_logits, target)

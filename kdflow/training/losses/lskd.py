@@ -27,4 +27,5 @@ class LogitStandardizedKD(nn.Module):
         self.temperature = temperature
 
     def forward(self, student_logits, teacher_logits, target, features=None) -> torch.Tensor:
+        """Hinton KD at temperature ``T`` on per-sample z-scored student and teacher logits."""
         return soft_kl(standardize(student_logits), standardize(teacher_logits), self.temperature)
