@@ -43,6 +43,8 @@ class Axis:
     unit: str = ""
     fmt: str = "{:.4f}"
     scale: float = 1.0  # shown as fmt.format(value * scale): bytes as kB
+    phrase: str = ""  # how a sentence names it (gate verdicts); default: the label
+    suffix: str = ""  # after a value in a sentence: " ms"
     shown_batches: Literal["all", "largest"] = "all"  # which batch sizes the report shows
     report: bool = True  # a column of the report's model table
     summary: bool = False  # a column of the Prefect summary's comparison table
@@ -94,6 +96,14 @@ class Axis:
         matched = path[-1].split("_", 1)[-1] if path and "*" in self.keys[-1] else ""
         return self.label.format(batch=batch, matched=matched)
 
+    def said(self, batch: int | None = None) -> str:
+        """Its name in a sentence ("p95 latency at batch 1")."""
+        return (self.phrase or self.label).format(batch=batch, matched="")
+
+    def amount(self, value: Any) -> str:
+        """A value in a sentence, with its unit ("0.037 ms")."""
+        return self.format(value) + self.suffix
+
     def measurer(self) -> Callable[..., Any]:
         """The function `measure` names, imported now; raises ValueError for an axis measured as part of another."""
         if self.measure is None:
@@ -139,7 +149,9 @@ AXES: tuple[Axis, ...] = (
     # size
     Axis("parameters", "parameters", None, measure=f"{S}:parameters", on=BOTH, fmt="{:,}", summary=True),
     Axis("macs", "MACs", None, measure=f"{S}:macs", on=BOTH, fmt="{:,}", summary=True, help="multiply-accumulates per sample"),
-    Axis("size_bytes", "size (kB)", None, measure=f"{S}:size_bytes", on=BOTH, unit="bytes", scale=1e-3, fmt="{:,.1f}"),
+    Axis(
+        "size_bytes", "size (kB)", None, measure=f"{S}:size_bytes", on=BOTH, unit="bytes", scale=1e-3, fmt="{:,.1f}", suffix=" kB"
+    ),
     # robustness
     Axis(
         "corruption_accuracy",
@@ -158,6 +170,7 @@ AXES: tuple[Axis, ...] = (
         "higher",
         fmt="{:.3f}",
         help="corruption accuracy over the teacher's (evaluate writes it once every model is scored)",
+        phrase="corruption accuracy over the teacher's",
     ),
     Axis("adversarial", "adversarial accuracy", None, measure=f"{S}:adversarial", report=False),
     Axis(
@@ -198,6 +211,8 @@ AXES: tuple[Axis, ...] = (
         unit="ms",
         fmt="{:.3f}",
         summary=True,
+        phrase="p50 latency at batch {batch}",
+        suffix=" ms",
     ),
     Axis(
         "latency_p95_ms",
@@ -211,6 +226,8 @@ AXES: tuple[Axis, ...] = (
         unit="ms",
         fmt="{:.3f}",
         summary=True,
+        phrase="p95 latency at batch {batch}",
+        suffix=" ms",
     ),
     Axis(
         "throughput_per_s",
@@ -245,6 +262,8 @@ AXES: tuple[Axis, ...] = (
         fmt="{:.1f}",
         shown_batches="largest",
         help="of a serving process (evaluate measures it in one, at the largest batch size)",
+        phrase="peak memory at batch {batch}",
+        suffix=" MiB",
     ),
 )
 BY_NAME = {axis.name: axis for axis in AXES}

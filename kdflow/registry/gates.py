@@ -46,7 +46,7 @@ class Bound:
         return Verdict(
             self.name,
             passed,
-            f"student {axis.title(batch=self.batch)} {axis.format(value)}{where} vs {'floor' if floor else 'ceiling'} {axis.format(self.limit)}",
+            f"student {axis.said(self.batch)} {axis.amount(value)}{where} vs {'floor' if floor else 'ceiling'} {axis.amount(self.limit)}",
         )
 
 

@@ -77,7 +77,7 @@ def test_per_axis_gates_each_judge_their_axis():
         "min_relative_robustness",
     }
     assert all(v.passed for v in verdicts.values())
-    assert "student p95 ms b1 0.400 (1 thread(s)) vs ceiling 0.500" in verdicts["max_p95_latency_ms.b1"].detail
+    assert "student p95 latency at batch 1 0.400 ms (1 thread(s)) vs ceiling 0.500 ms" in verdicts["max_p95_latency_ms.b1"].detail
     failing = by_name(check(full_metrics(ece=0.2, latency_b1_p95_ms=0.7, relative_robustness=0.6), cfg))
     assert [g for g, v in failing.items() if not v.passed] == ["max_ece", "max_p95_latency_ms.b1", "min_relative_robustness"]
     assert "student ECE 0.2000 vs ceiling 0.1000" in failing["max_ece"].detail
