@@ -58,8 +58,8 @@ def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:
         "teacher_md5": file_md5(root / layout.TEACHER),
         "train_md5": file_md5(train_path),
     }
-    with atomic_path(root / layout.TEACHER_LOGITS) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(root / layout.TEACHER_LOGITS) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)  # a file object: the same logits give the same bytes (see save_checkpoint)
 
 
 def run(params: Params, root: Path) -> dict:

@@ -244,8 +244,11 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a file object: given a path, torch.save names the archive inside after the file,
+    # here a random temporary name, and the same weights would never give the same bytes (nor
+    # the same MD5, lineage and registry fingerprint) twice.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def _checked(payload: Any, path: str | Path, trusted: Collection[str]) -> tuple[ModelSpec, list[int], int]:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kdflow.config import ModelSpec
+from kdflow.registry.lineage import file_md5
 from kdflow.training.models import (
     CNN1D,
     MLP,
@@ -47,6 +48,11 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
     assert torch.equal(back(x), model(x))
     assert meta["val_accuracy"] == 0.5 and meta["spec"]["name"] == "cnn1d"
     assert meta["input_shape"] == [40] and meta["num_classes"] == 10
+    # The same weights give the same bytes, whatever the file is called: lineage and the
+    # registry's fingerprint identify a model by its MD5.
+    again = tmp_path / "other-name.pt"
+    save_checkpoint(again, model, spec, [40], 10, {"val_accuracy": 0.5})
+    assert file_md5(again) == file_md5(path)
 
 
 def test_checkpoint_with_code_is_refused(tmp_path):
