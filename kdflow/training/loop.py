@@ -8,7 +8,8 @@
   started again with the same `run_key` resumes from it and ends with the same weights as an
   uninterrupted run (same seed, CPU). A finished run's state stays until the caller has
   written its outputs and removes it, so a kill between two runs loses neither.
-- Under torchrun, DDP with each process training on its slice of the same global batch.
+- Under torchrun, DDP with each process training on its slice of the same global batch; rank 0
+  alone reads and writes the state, and every rank resumes from what rank 0 read.
 """
 
 from __future__ import annotations
@@ -290,16 +291,24 @@ def setup(model: nn.Module, train: Split, val: Split, cfg: TrainConfig, teaching
     )
 
 
+def _saved_state(state_path: Path | None, run_key: str, label: str, console: Console) -> dict | None:
+    """The saved training state of this configuration (`run_key`), else None; says why one is skipped."""
+    saved = read_state(state_path, label, console) if state_path is not None else None
+    if saved is not None and saved.get("run_key") != run_key:
+        console.print(f"{label}: ignoring {state_path}: it belongs to another configuration")
+        return None
+    return saved
+
+
 def resume(
     t: Trainer, state_path: Path | None, run_key: str, label: str, console: Console
 ) -> tuple[list[dict[str, float]], Selection, int]:
     """(history, selection, first epoch to run): from the saved training state of this same
-    configuration (`run_key`), else from scratch."""
-    saved = read_state(state_path, label, console) if state_path is not None else None
+    configuration (`run_key`), else from scratch. Under torchrun, rank 0 alone reads its state
+    and says so, and every rank resumes from what rank 0 read, whatever its own disk holds."""
+    saved = _saved_state(state_path, run_key, label, console) if t.here.is_main else None
+    saved = distributed.broadcast(saved, t.here)  # the state read is on the CPU (map_location)
     if saved is None:
-        return [], Selection(), 1
-    if saved.get("run_key") != run_key:
-        console.print(f"{label}: ignoring {state_path}: it belongs to another configuration")
         return [], Selection(), 1
     t.model.load_state_dict(saved["model"])
     t.opt.load_state_dict(saved["optimizer"])
@@ -308,7 +317,8 @@ def resume(
         t.loss_fn.load_state_dict(saved["loss"])
     torch.set_rng_state(saved["rng"])
     best = Selection(saved["best_state"], saved["best_epoch"], saved["best_acc"], saved["best_score"], saved["stale"])
-    console.print(f"{label}: resuming after epoch {saved['epoch']} from {state_path}")
+    if t.here.is_main:
+        console.print(f"{label}: resuming after epoch {saved['epoch']} from {state_path}")
     return saved["history"], best, saved["epoch"] + 1
 
 
