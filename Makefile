@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint format bench lock clean
+.PHONY: setup run test test-fast lint format services services-down bench lock clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,14 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# A team's stack on loopback (PostgreSQL-backed MLflow server with proxied artifacts, Prefect
+# server), for trying kdflow as a team runs it; `make run` needs none of it. Needs Debian's postgresql.
+services: setup
+	$(BIN)/python -m kdflow.services up
+
+services-down: setup
+	$(BIN)/python -m kdflow.services down
+
 bench: setup
 	$(BIN)/python bench/lifecycle.py
 
@@ -45,4 +53,5 @@ lock: setup
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts .prefect
+	-$(BIN)/python -m kdflow.services down 2>/dev/null
+	rm -rf $(VENV) mlflow.db mlartifacts .prefect .services

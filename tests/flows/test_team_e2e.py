@@ -1,0 +1,105 @@
+"""The lifecycle as a team runs it: against `kdflow.services`' real stack (PostgreSQL-backed
+`mlflow server` with proxied artifacts, `prefect server start`), on a tiny config. One scenario,
+in order: register, a second candidate judged against the champion fetched through the
+server, rollback, promote, verify, and the champion loaded as deployment loads it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdflow import services
+from kdflow.io import read_json
+from kdflow.registry.client import CHAMPION, Registry
+from tasks import layout
+from tests.conftest import TINY, make_project, write_params
+from tests.flows.test_lifecycle_e2e import BIN, ok, with_params
+from tests.flows.test_serve_e2e import free_port
+
+pytestmark = pytest.mark.e2e
+NAME = TINY["register"]["model_name"]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[services.Stack]:
+    try:
+        services._postgres_tool("initdb")
+    except services.ServiceError as error:
+        pytest.skip(str(error))
+    # Not under pytest's private temporary folder: the postgres user must reach its data folder.
+    home = Path(tempfile.mkdtemp(prefix="kdflow-stack-"))
+    home.chmod(0o755)
+    stack = services.Stack(home / ".services", postgres_port=free_port(), mlflow_port=free_port(), prefect_port=free_port())
+    try:
+        services.up(stack)
+        yield stack
+    finally:
+        services.down(stack)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, stack) -> Path:
+    gates = {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0, "max_drop_vs_champion": {"accuracy": 1.0}}
+    return make_project(tmp_path_factory.mktemp("team") / "project", with_params(register={"gates": gates}))
+
+
+def kdflow(root: Path, stack: services.Stack, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    return subprocess.run([str(BIN / "kdflow"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
+def registry(stack: services.Stack) -> Registry:
+    return Registry(NAME, tracking_uri=stack.env()["MLFLOW_TRACKING_URI"])
+
+
+def test_a_run_registers_through_the_server_and_its_artifact_proxy(root, stack):
+    out = ok(kdflow(root, stack, "run"))
+    assert "ran prepare, contract, validate, teacher, distill, champion, evaluate, register" in out
+    assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists()  # nothing local
+    reg = registry(stack)
+    assert reg.alias(CHAMPION).version == "1"
+    run = reg.client.get_run(reg.run_id(reg.version(1)))
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # clients never write the store
+    assert any(stack.artifacts.rglob("MLmodel")) and any(stack.artifacts.rglob("report.html"))
+
+
+def test_a_second_candidate_is_judged_against_the_champion_fetched_through_the_server(root, stack):
+    raw = with_params(
+        register={
+            "gates": {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0, "max_drop_vs_champion": {"accuracy": 1.0}}
+        }
+    )
+    raw["distill"]["seeds"] = [7]  # another student
+    write_params(root, raw)
+    ok(kdflow(root, stack, "run"))
+    metrics = read_json(root / layout.METRICS)
+    assert metrics["vs_champion"]["version"] == 1 and "accuracy" in metrics["vs_champion"]["axes"]
+    assert registry(stack).alias(CHAMPION).version == "2"
+
+
+def test_rollback_promote_and_verify_against_the_server(root, stack):
+    assert "version 2 -> version 1" in ok(kdflow(root, stack, "rollback", "--reason", "team drill"))
+    assert registry(stack).alias(CHAMPION).version == "1"
+    ok(kdflow(root, stack, "promote", "2", "--reason", "back again"))
+    ok(kdflow(root, stack, "verify", "2"))
+    status = ok(kdflow(root, stack, "status", "--history"))
+    assert "team drill" in status and "back again" in status
+    reg = registry(stack)
+    assert [e.version for e in reg.trail()] == [1, 2, 1, 2]
+
+
+def test_deployment_loads_the_champion_through_the_proxy(root, stack, monkeypatch):
+    import mlflow
+    import numpy as np
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.env()["MLFLOW_TRACKING_URI"])
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    x = np.load(root / layout.SPLIT_FILES["test"])["x"][:5]
+    assert model.predict(x).shape == (5, 10)
