@@ -3,7 +3,8 @@
 Prefect owns order, retries, run history and the summaries people read. DVC owns "must this
 stage run?": each task asks DVC to reproduce its one stage, so a stage whose inputs did not
 change is skipped, and `dvc.lock` describes the last run whichever door it came in by.
-No ML logic here.
+At the end, when the project has a default DVC remote, the outputs are pushed to it, so that
+`kdflow reproduce` can rebuild the registered version anywhere. No ML logic here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prefect.states import Failed, State
 
 from flows import summary
 from kdflow.config import load_params
+from kdflow.io import read_json
 from tasks import layout
 
 STAGES = ("prepare", "contract", "validate", "teacher", "distill", "champion", "evaluate", "register")
@@ -32,6 +34,9 @@ ALWAYS_RUN = ("champion",)
 # A stage that stops on an expected failure (bad input, failed validation or gate) has printed
 # its message; its task ends Failed with this in the state's message (see `reproduce`).
 STOPPED = "stopped on a reported failure"
+# A push to the DVC remote that fails ends its task Failed with this in the message; the run's
+# last line says it all, so the terminal is spared Prefect's repeat of it too.
+PUSH_AGAIN = "the next run pushes again"
 
 
 class StageFailed(RuntimeError):
@@ -44,7 +49,8 @@ class _QuietStops(logging.Filter):
     log keeps them, and a real bug (a raised exception) keeps its traceback everywhere."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "prefect.task_runs" and record.levelno >= logging.ERROR and STOPPED in record.getMessage())
+        expected = STOPPED in (message := record.getMessage()) or PUSH_AGAIN in message
+        return not (record.name == "prefect.task_runs" and record.levelno >= logging.ERROR and expected)
 
 
 def _quiet_stops_on_the_terminal() -> None:
@@ -82,6 +88,34 @@ def reproduce(stage: str, root: str) -> bool | State:
             raise StageFailed(f"stage {stage!r} failed: {cause}") from None
     get_run_logger().info("stage %s: %s", stage, "ran" if ran else "unchanged, skipped by DVC")
     return ran
+
+
+@task(cache_policy=NO_CACHE, task_run_name="push")
+def push(root: str) -> str | State | None:
+    """Push the pipeline's cached outputs (the registered version's data splits and models among
+    them) to the project's default DVC remote and record its URL on the version; nothing without a remote.
+
+    A push that fails ends the task Failed, naming the remote, and so the run: the version stays
+    registered, and the next run, with nothing else to do, pushes again (DVC sends what is missing)."""
+    from kdflow.registry.client import Registry
+    from kdflow.registry.remote import RemoteError, record
+    from kdflow.registry.remote import push as push_outputs
+
+    logging.getLogger("dvc").propagate = False  # as in `reproduce`: DVC prints its own lines
+    logger = get_run_logger()
+    version = int(read_json(Path(root) / layout.REGISTERED)["version"])
+    try:
+        pushed = push_outputs(Path(root))
+        if pushed is None:
+            logger.info("no DVC remote configured (`dvc remote default`): the artifacts stay in this machine's DVC cache")
+            return None
+        record(Registry(load_params(Path(root) / "params.yaml").register_.model_name), version, pushed.remote)
+    except RemoteError as error:
+        return Failed(message=f"{error}; version {version} stays registered, and {PUSH_AGAIN}")
+    logger.info(
+        "version %s: artifacts pushed to DVC remote %s (%d file(s) it did not have)", version, pushed.remote, pushed.files
+    )
+    return pushed.remote.url
 
 
 @flow(name="kdflow-lifecycle", log_prints=True)
@@ -131,4 +165,8 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
         markdown=summary.markdown(report, ran),
         description="kdflow lifecycle summary",
     )
+    # Last, once the version is registered: a remote that fails does not undo the registration.
+    pushed = push.with_options(retries=2, retry_delay_seconds=2)(root, return_state=True)
+    if not pushed.is_completed():
+        return Failed(message=pushed.message or "pushing to the DVC remote failed (see the log above)")
     return ran

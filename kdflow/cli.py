@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -138,6 +138,55 @@ def verify(version: int) -> None:
     with _registry_errors():
         registry.verify(registry.version(_version(version)))
     console.print(f"version {version}: served model and checkpoint match the digests recorded at registration")
+
+
+@app.command()
+def reproduce(
+    version: int,
+    into: Annotated[
+        Path | None, typer.Option("--into", help="Rebuild in this new or empty folder, and keep it (default: a temporary clone).")
+    ] = None,
+    remote: str | None = typer.Option(
+        None,
+        help="DVC remote of the project to fetch from (default: the one the version was pushed to, else the default remote).",
+    ),
+) -> None:
+    """Rebuild VERSION from its lineage (git commit, DVC remote, MD5s) and check that it scores as registered."""
+    root = _project()
+    registry = _registry(root)
+    from kdflow.registry.reproduce import reproduce as rebuild
+    from tasks import layout
+
+    with _registry_errors():
+        outcome = rebuild(
+            registry,
+            root,
+            _version(version),
+            layout.LINEAGE_FILES,
+            in_git={"data.contract": layout.CONTRACT},
+            into=into,
+            remote=remote,
+            say=lambda line: console.print(safe(line), highlight=False),
+        )
+    for note in outcome.notes:
+        console.print(f"note: {safe(note)}", highlight=False)
+    table = Table(title=safe(f"{registry.name} version {version}: registered vs reproduced (commit {outcome.commit[:10]})"))
+    table.add_column("axis (MLflow metric)", overflow="fold")
+    for column in ("registered", "reproduced", "match"):
+        table.add_column(column, no_wrap=True)
+    for f in outcome.figures:
+        shown = "–" if f.registered is None else repr(f.registered)
+        table.add_row(safe(f.key), shown, repr(f.reproduced), "yes" if f.match else "[bold red]NO[/]")
+    console.print(table)
+    if differ := outcome.mismatches:
+        keys = ", ".join(f.key for f in differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        _fail(
+            f"version {version} does not reproduce: {len(differ)} of {len(outcome.figures)} figures differ from the registered ones ({keys})"
+        )
+    console.print(
+        f"[green]version {version} reproduces[/]: {len(outcome.files)} files match their registered MD5s, "
+        f"and all {len(outcome.figures)} figures equal the registered ones"
+    )
 
 
 @app.command()
