@@ -23,6 +23,7 @@ PROJECT_FILES = (
     ".dvc/.gitignore",
     "teacher_import/README.md",
     "data/raw/README.md",
+    "prefect.yaml",
 )
 PROJECT_DIRS = ("kdflow", "tasks", "flows")
 

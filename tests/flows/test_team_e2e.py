@@ -5,6 +5,7 @@ server, rollback, promote, verify, and the champion loaded as deployment loads i
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -103,3 +104,73 @@ def test_deployment_loads_the_champion_through_the_proxy(root, stack, monkeypatc
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     x = np.load(root / layout.SPLIT_FILES["test"])["x"][:5]
     assert model.predict(x).shape == (5, 10)
+
+
+def test_a_deployment_on_a_work_pool_runs_on_a_worker_and_registers(root, stack):
+    """prefect.yaml deployed to a `process` pool; a run created through the API, executed by
+    `prefect worker start`, completed, its candidate registered and promoted. The deployment
+    takes no parameters: a run cannot be pointed at another folder."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    raw = with_params(register={"gates": {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0}})
+    raw["distill"]["seeds"] = [11]  # a new candidate for the deployed run to register
+    write_params(root, raw)
+
+    def prefect(*args: str, cwd: Path = root, **extra: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "prefect"), *args], cwd=cwd, env=env | extra, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    prefect("work-pool", "create", "kdflow", "--type", "process")
+    prefect("--no-prompt", "deploy", "--all", KDFLOW_PROJECT_DIR=str(root))
+    name = "kdflow-lifecycle-deployed/nightly"
+
+    def run_on_a_worker(**parameters) -> object:
+        """A run created through the API, then executed by a worker started elsewhere; its final state."""
+        with temporary_settings({PREFECT_API_URL: stack.env()["PREFECT_API_URL"]}):
+            flow_run = run_deployment(name, parameters=parameters, timeout=0)
+            prefect("worker", "start", "--pool", "kdflow", "--run-once", cwd=Path("/"))
+
+            async def final_state():
+                async with get_client() as client:
+                    return (await client.read_flow_run(flow_run.id)).state
+
+            return asyncio.run(final_state())
+
+    # A run cannot be pointed at another folder: the flow takes no parameters, so one given fails it.
+    refused = run_on_a_worker(root="/etc")
+    assert refused is not None and not refused.is_completed() and registry(stack).alias(CHAMPION).version == "2"
+    state = run_on_a_worker()
+    assert state is not None and state.is_completed(), state
+    assert registry(stack).alias(CHAMPION).version == "3"  # the deployed run registered and promoted its candidate
+
+
+def test_two_machines_registering_at_once_leave_a_consistent_registry(root, stack, tmp_path):
+    """Two lifecycles (two projects, as on two workers) finish at the same time into the same
+    registered model: each holds the Prefect global concurrency limit while it writes, so both
+    complete, every version is whole, and the champion's trail is one ordered chain."""
+    gates = {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0}
+    others = []
+    for seed in (21, 22):
+        raw = with_params(register={"gates": gates})
+        raw["distill"]["seeds"] = [seed]
+        others.append(make_project(tmp_path / f"machine{seed}", raw))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    runs = [subprocess.Popen([str(BIN / "kdflow"), "run"], cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for p in others]  # fmt: skip
+    outputs = [run.communicate(timeout=900)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    reg = registry(stack)
+    versions = [int(v.version) for v in reg.versions()]
+    assert versions == [1, 2, 3, 4, 5]
+    trail = reg.trail()
+    assert [e.seq for e in trail] == list(range(1, len(trail) + 1))
+    assert all(after.previous == before.version for before, after in itertools.pairwise(trail))
+    assert reg.alias(CHAMPION).version == str(trail[-1].version)
