@@ -3,7 +3,8 @@
 A deployment's runs can be started by anyone who can reach the Prefect API, with parameters of
 their choosing; this flow takes none. The project it runs is the one this file belongs to,
 fixed when the worker pulls the deployment (prefect.yaml's working directory), so a run cannot be
-pointed at another folder. `kdflow serve --cron` is the one-machine shortcut to the same flow.
+pointed at another folder by a parameter. (That is no security boundary: whoever can write to the
+Prefect API can change a deployment's pull steps or a run's job variables.) `kdflow serve --cron` is the one-machine shortcut to the same flow.
 """
 
 from __future__ import annotations

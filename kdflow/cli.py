@@ -29,7 +29,10 @@ def _project() -> Path:
         _fail(str(error))
     configure(root)
     try:
-        load_params(root / "params.yaml")
+        params = load_params(root / "params.yaml")
+        from kdflow.registry.gates import check_settings  # the gates' axis names, before any stage runs
+
+        check_settings(params.register_.gates, params.evaluate.latency.batch_sizes)
     except KdflowError as error:
         _fail(str(error))
     return root

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from kdflow.errors import KdflowError
+from kdflow.io import atomic_path
 from kdflow.settings import QUIET
 
 
@@ -99,25 +100,47 @@ def _wait(url: str, what: str, log: Path, process: subprocess.Popen | None, seco
     raise ServiceError(f"{what} did not answer at {url} within {seconds:.0f} s; see {log}")
 
 
+def _password(stack: Stack) -> str:
+    """The database password of this stack, made once and kept in a file only its owner reads."""
+    path = stack.home / "postgres.password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.chmod(0o600)  # before the secret is in it
+            tmp.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
 def start_postgres(stack: Stack) -> None:
-    """A private cluster in `.services/postgres` (loopback only, trust authentication for the
-    local user `kdflow`), and the `mlflow` database in it."""
+    """A private cluster in `.services/postgres`: TCP on 127.0.0.1 only (no Unix socket), a
+    password for its one user `kdflow` (scram-sha-256), and the `mlflow` database."""
     data = stack.home / "postgres"
+    password = _password(stack)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
+        data.chmod(0o700)
+        pwfile = stack.home / ".initdb-password"
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(password)
+        if os.geteuid() == 0:  # initdb runs as postgres: it owns its folder and reads the password
             shutil.chown(data, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres([_postgres_tool("initdb"), "-D", str(data), "-U", "kdflow", "--auth=trust", "-E", "UTF8"]),
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            shutil.chown(pwfile, "postgres", "postgres")
+        try:
+            subprocess.run(
+                _as_postgres([_postgres_tool("initdb"), "-D", str(data), "-U", "kdflow", "--auth=scram-sha-256",
+                              f"--pwfile={pwfile}", "-E", "UTF8"]),
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
     ready = subprocess.run(_as_postgres([_postgres_tool("pg_ctl"), "-D", str(data), "status"]), capture_output=True)
     if ready.returncode != 0:
         log = stack.log("postgres")
         log.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(log.parent, "postgres", "postgres")
-        options = f"-p {stack.postgres_port} -k {data} -c listen_addresses=127.0.0.1"
+        # pg_ctl hands -o to a shell: nothing from the environment or a path goes in it.
+        options = f"-p {int(stack.postgres_port)} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         started = subprocess.run(
             _as_postgres([_postgres_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "120", "start"]),
             capture_output=True, text=True,
@@ -127,7 +150,12 @@ def start_postgres(stack: Stack) -> None:
     import psycopg
 
     # autocommit: CREATE DATABASE cannot run in a transaction
-    connection = psycopg.connect(host="127.0.0.1", port=stack.postgres_port, user="kdflow", dbname="postgres", autocommit=True)
+    try:
+        connection = psycopg.connect(
+            host="127.0.0.1", port=stack.postgres_port, user="kdflow", password=password, dbname="postgres", autocommit=True
+        )
+    except psycopg.OperationalError as error:
+        raise ServiceError(f"cannot connect to PostgreSQL on 127.0.0.1:{stack.postgres_port}: {error}") from None
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow'")
@@ -135,6 +163,27 @@ def start_postgres(stack: Stack) -> None:
                 cursor.execute("CREATE DATABASE mlflow")
     finally:
         connection.close()
+
+
+def _ours(stack: Stack, name: str) -> int | None:
+    """The pid of this stack's `name` server if it is alive and still that program, else None
+    (a pidfile left by a reboot may name another process by now)."""
+    pidfile = stack.pidfile(name)
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if name in cmdline else None
+
+
+def _claim(stack: Stack, name: str, url: str, port: int) -> bool:
+    """True when this stack's `name` server already answers; an error when something else does."""
+    if not _healthy(url):
+        return False
+    if _ours(stack, name) is None:
+        raise ServiceError(f"127.0.0.1:{port} answers but is not this project's {name} server; stop it or free the port")
+    return True
 
 
 def _launch(stack: Stack, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -152,23 +201,24 @@ def start_mlflow(stack: Stack) -> None:
     """`mlflow server` on the PostgreSQL store, serving artifacts from `.services/artifacts`
     (clients send and fetch them through the server: `mlflow-artifacts:/` URIs)."""
     url = f"http://127.0.0.1:{stack.mlflow_port}/health"
-    if _healthy(url):
+    if _claim(stack, "mlflow", url, stack.mlflow_port):
         return
     stack.artifacts.mkdir(parents=True, exist_ok=True)
     command = [
         str(Path(sys.executable).with_name("mlflow")), "server",
-        "--backend-store-uri", stack.database_uri,
         "--artifacts-destination", str(stack.artifacts), "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(stack.mlflow_port), "--workers", "2",
     ]  # fmt: skip
-    process = _launch(stack, "mlflow", command, {**os.environ, **QUIET})
+    # The store's URI, password included, through the environment: never on a command line that `ps` shows.
+    store = {"MLFLOW_BACKEND_STORE_URI": stack.database_uri.replace("kdflow@", f"kdflow:{_password(stack)}@")}
+    process = _launch(stack, "mlflow", command, {**os.environ, **QUIET, **store})
     _wait(url, "the MLflow server", stack.log("mlflow"), process)
 
 
 def start_prefect(stack: Stack) -> None:
     """`prefect server start` with its own SQLite database under `.services/prefect`."""
     url = f"http://127.0.0.1:{stack.prefect_port}/api/health"
-    if _healthy(url):
+    if _claim(stack, "prefect", url, stack.prefect_port):
         return
     env = {**os.environ, **QUIET, "PREFECT_HOME": str(stack.home / "prefect")}
     env.pop("PREFECT_API_URL", None)  # the server is not a client of another one
@@ -195,17 +245,28 @@ def up(stack: Stack) -> dict[str, str]:
     return stack.env()
 
 
-def down(stack: Stack) -> None:
-    """Stop the servers this stack started (their whole process groups) and PostgreSQL."""
+def down(stack: Stack) -> list[str]:
+    """Stop the servers this stack started (their whole process groups) and PostgreSQL; what
+    could not be stopped, said (empty when everything stopped)."""
+    problems = []
     for name in ("prefect", "mlflow"):
-        pidfile = stack.pidfile(name)
-        if pidfile.exists():
-            with suppress(ProcessLookupError, ValueError):  # already gone
-                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-            pidfile.unlink()
+        pid = _ours(stack, name)
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # gone meanwhile
+            except PermissionError:
+                problems.append(f"the {name} server (pid {pid}) belongs to another user")
+        stack.pidfile(name).unlink(missing_ok=True)
     data = stack.home / "postgres"
     if (data / "PG_VERSION").exists():
-        subprocess.run(_as_postgres([_postgres_tool("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
+        stopped = subprocess.run(
+            _as_postgres([_postgres_tool("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True, text=True
+        )
+        if stopped.returncode != 0 and "Is server running?" not in stopped.stderr:
+            problems.append(f"PostgreSQL: {stopped.stderr.strip()}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,11 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(find_root() / ".services")
     try:
         if args.action == "down":
-            down(stack)
-            print("stopped the team stack")
-            return 0
+            problems = down(stack)
+            print("\n".join(f"kdflow services: could not stop {p}" for p in problems) or "stopped the team stack")
+            return 1 if problems else 0
         env = up(stack) if args.action == "up" else stack.env()
-    except (ServiceError, subprocess.CalledProcessError) as error:
+    except (ServiceError, subprocess.CalledProcessError, OSError) as error:
         detail = getattr(error, "stderr", "") or ""
         print(f"kdflow services: {error} {detail}".strip(), file=sys.stderr)
         return 1

@@ -31,7 +31,7 @@ from kdflow.registry.client import (
     Registry,
     flatten,
 )
-from kdflow.registry.gates import check
+from kdflow.registry.gates import check, check_settings
 from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
 from kdflow.text import safe
 from kdflow.training.models import load_checkpoint, trusted_factories
@@ -131,6 +131,7 @@ def judged_this_champion(metrics: dict, root: Path) -> None:
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.register_
+    check_settings(cfg.gates, params.evaluate.latency.batch_sizes)  # before anything is written
     metrics = read_json(root / layout.METRICS)
     lineage = candidate_lineage(root)
     measured_these(metrics, measured_files(root, lineage))

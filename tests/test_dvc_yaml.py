@@ -64,13 +64,19 @@ def module_file(name: str):
 
 
 def imported_files(path) -> set:
-    """This repository's modules that `path` imports anywhere (functions too), and what they import."""
+    """This repository's modules that `path` imports anywhere (functions too), and what they
+    import; and the modules the axis registry imports by name (`Axis.measure`), when it is one."""
+    from kdflow.evaluation.axes import AXES
+
+    measured = {module_file(a.measure.partition(":")[0]) for a in AXES if a.measure is not None}
     seen, todo = set(), [path]
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
+        if current == module_file("kdflow.evaluation.axes"):
+            todo += [m for m in measured if m is not None]
         for node in ast.walk(ast.parse(current.read_text())):
             names = []
             if isinstance(node, ast.Import):

@@ -46,6 +46,7 @@ class Axis:
     phrase: str = ""  # how a sentence names it (gate verdicts); default: the label
     suffix: str = ""  # after a value in a sentence: " ms"
     shown_batches: Literal["all", "largest"] = "all"  # which batch sizes the report shows
+    only_largest: bool = False  # a per-batch axis measured at the largest batch size only
     report: bool = True  # a column of the report's model table
     summary: bool = False  # a column of the Prefect summary's comparison table
     help: str = ""
@@ -261,6 +262,7 @@ AXES: tuple[Axis, ...] = (
         unit="MiB",
         fmt="{:.1f}",
         shown_batches="largest",
+        only_largest=True,
         help="of a serving process (evaluate measures it in one, at the largest batch size)",
         phrase="peak memory at batch {batch}",
         suffix=" MiB",

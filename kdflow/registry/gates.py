@@ -7,10 +7,12 @@ is set per axis in `register.gates` (params.yaml); a gate left out is off.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kdflow.config import GatesConfig
-from kdflow.evaluation.axes import get
+from kdflow.errors import InvalidSetup
+from kdflow.evaluation.axes import BY_NAME, get
 from kdflow.evaluation.compare import worse_by
 
 
@@ -123,6 +125,32 @@ class NoRegression:
             f"{self.axis} {entry['candidate']:.4f} vs champion v{reference['version']} {entry['reference']:.4f}: "
             f"worse by {drop:+.4f} (95% CI {low:+.4f} to {high:+.4f}) vs tolerated {self.max_drop:.4f}",
         )
+
+
+class GateSettingError(InvalidSetup):
+    """A gate in params.yaml names an axis the registry lacks, or a batch size not measured."""
+
+
+def check_settings(cfg: GatesConfig, batch_sizes: Sequence[int]) -> None:
+    """Refuse, naming the key, a `register.gates.bounds` entry that is not an axis with a better
+    side, or that names a batch size evaluate does not measure (`evaluate.latency.batch_sizes`;
+    peak memory only at the largest)."""
+    for key in cfg.bounds:
+        name, _, batch = key.partition(".b")
+        axis = BY_NAME.get(name)
+        where = f"register.gates.bounds.{key}"
+        if axis is None or axis.better is None:
+            known = ", ".join(a.name for a in BY_NAME.values() if a.better is not None)
+            raise GateSettingError(f"{where}: not an axis with a better side; those are: {known}")
+        if axis.per_batch != batch.isdigit():
+            raise GateSettingError(
+                f"{where}: "
+                + (f"say the batch size, as {name}.b{max(batch_sizes)}" if axis.per_batch else f"{name} has no batch size")
+            )
+        if axis.per_batch:
+            measured = [max(batch_sizes)] if axis.only_largest else sorted(batch_sizes)
+            if int(batch) not in measured:
+                raise GateSettingError(f"{where}: batch size {batch} is not measured; evaluate measures {name} at {measured}")
 
 
 def gates_from_config(cfg: GatesConfig) -> list:

@@ -144,9 +144,12 @@ def test_a_deployment_on_a_work_pool_runs_on_a_worker_and_registers(root, stack)
 
             return asyncio.run(final_state())
 
-    # A run cannot be pointed at another folder: the flow takes no parameters, so one given fails it.
-    refused = run_on_a_worker(root="/etc")
-    assert refused is not None and not refused.is_completed() and registry(stack).alias(CHAMPION).version == "2"
+    # A run cannot be pointed at another project: the flow takes no parameters, so one given
+    # fails it, even when it names a real project, which is left untouched.
+    elsewhere = make_project(root.parent / "elsewhere", raw)
+    refused = run_on_a_worker(root=str(elsewhere))
+    assert refused is not None and (refused.is_failed() or refused.is_crashed()), refused  # its parameters do not bind
+    assert not (elsewhere / "reports").exists() and registry(stack).alias(CHAMPION).version == "2"
     state = run_on_a_worker()
     assert state is not None and state.is_completed(), state
     assert registry(stack).alias(CHAMPION).version == "3"  # the deployed run registered and promoted its candidate

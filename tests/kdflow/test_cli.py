@@ -81,3 +81,13 @@ def test_a_repair_made_before_the_command_is_said(registry):
     out = invoke("rollback", "--reason", "undo the hand move").output
     assert "note: first recorded a move made outside kdflow: audit entry 2, champion 1 -> 2" in " ".join(out.split())
     assert registry.alias(CHAMPION).version == 1
+
+
+def test_a_gate_on_an_unknown_axis_stops_run_before_any_stage(project):
+    from tests.conftest import write_params
+
+    raw = {**TINY, "register": {**TINY["register"], "gates": {"bounds": {"sharpness": 1.0}}}}
+    write_params(project, raw)
+    result = invoke("run")
+    assert result.exit_code == 1 and "register.gates.bounds.sharpness: not an axis with a better side" in result.output
+    assert not (project / "data" / "prepared").exists()  # nothing ran

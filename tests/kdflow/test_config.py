@@ -103,9 +103,13 @@ def test_gates_are_checked_against_what_is_measured():
 
 
 def test_the_champion_axes_are_the_compared_axes():
+    import typing
+
+    from kdflow.config import GatesConfig
     from kdflow.evaluation.axes import COMPARED
     from kdflow.evaluation.compare import STATISTICS
 
-    assert set(STATISTICS) == set(COMPARED)
+    named = typing.get_args(typing.get_args(GatesConfig.model_fields["max_drop_vs_champion"].annotation)[0])
+    assert set(STATISTICS) == set(COMPARED) == set(named)
     with pytest.raises(ConfigError, match="max_drop_vs_champion"):
         parse_params({"launch": {"command": "python"}, "register": {"gates": {"max_drop_vs_champion": {"latency_p50_ms": 0.1}}}})

@@ -171,6 +171,16 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
     assert student["relative_robustness"] > 0 and set(student["adversarial"]) == {"fgsm_0.05", "fgsm_0.1", "pgd_0.1"}
     assert set(student["ood"]) == {"msp_auroc", "msp_fpr95", "energy_auroc", "energy_fpr95"}
     assert 0 <= student["fidelity"]["agreement"] <= 1 and "fidelity" not in metrics["teacher"]
+    # The deployable forms carry exactly the axes they always have (golden lists, not the registry).
+    timed = {f"{k}_b{b}_{u}" for b in (1, 64) for k, u in (("latency", "p50_ms"), ("latency", "p95_ms"), ("throughput", "per_s"))}
+    form_keys = {"accuracy", "macro_f1", "ece", "nll", "parity", "ood", "fidelity", "size_bytes", "parameters", "macs",
+                 "corruption_accuracy", "corruptions", "relative_robustness", "peak_memory_mb_b64",
+                 "usd_per_million_predictions"} | timed  # fmt: skip
+    for form in ("student_onnx", "student_int8"):
+        assert set(metrics[form]) == form_keys and set(metrics[form]["ood"]) == {"msp_auroc", "msp_fpr95"}, form
+    assert {"adversarial", "mce", "brier", "temperature", "recall"} <= set(metrics["student"]) and "fidelity" in metrics[
+        "control"
+    ]
     # Every axis of the registry is in the row of every model it applies to, at every batch size.
     for role in ("teacher", "student", "control", "student_onnx", "student_int8"):
         kind = "onnx" if role.startswith("student_") else "torch"

@@ -72,8 +72,8 @@ def test_a_new_axis_is_one_registration(monkeypatch):
 
 
 def test_any_axis_with_a_better_side_can_be_gated_from_params(tiny_params):
-    from kdflow.config import ConfigError, GatesConfig, parse_params
-    from kdflow.registry.gates import check
+    from kdflow.config import GatesConfig, parse_params
+    from kdflow.registry.gates import GateSettingError, check, check_settings
 
     cfg = GatesConfig(min_student_accuracy=0.0, min_gain_over_control=-1.0, bounds={"macro_f1": 0.5, "latency_p50_ms.b1": 2.0})
     metrics = {
@@ -90,6 +90,9 @@ def test_any_axis_with_a_better_side_can_be_gated_from_params(tiny_params):
         ({"parameters": 10}, "not an axis with a better side"),
         ({"latency_p50_ms": 1}, "say the batch size"),
         ({"ece.b1": 0.1}, "ece has no batch size"),
+        ({"latency_p50_ms.b64": 1}, r"batch size 64 is not measured; evaluate measures latency_p50_ms at \[1, 256\]"),
+        ({"peak_memory_mb.b1": 100}, r"measures peak_memory_mb at \[256\]"),
     ):
-        with pytest.raises(ConfigError, match=message):
-            parse_params({"launch": {"command": "python"}, "register": {"gates": {"bounds": bad}}})
+        params = parse_params({"launch": {"command": "python"}, "register": {"gates": {"bounds": bad}}})  # the shape is fine
+        with pytest.raises(GateSettingError, match=message):
+            check_settings(params.register_.gates, [1, 256])
