@@ -121,6 +121,26 @@ S = "kdflow.evaluation.scoring"
 BOTH = frozenset({TORCH, ONNX})
 NOT_TEACHER = frozenset({"teacher"})
 
+
+def _latency(quantile: str) -> Axis:
+    """The p50 or p95 latency axis: per batch size, timed, in ms (the two differ only in the quantile)."""
+    return Axis(
+        f"latency_{quantile}_ms",
+        f"{quantile} ms b{{batch}}",
+        "lower",
+        path=(f"latency_b{{batch}}_{quantile}_ms",),
+        measure=f"{S}:latency_{quantile}_ms",
+        per_batch=True,
+        timed=True,
+        on=BOTH,
+        unit="ms",
+        fmt="{:.3f}",
+        summary=True,
+        phrase=f"{quantile} latency at batch {{batch}}",
+        suffix=" ms",
+    )
+
+
 # The order is the order of a row's keys and of the report's columns; measured axes are measured
 # in this order for each model (the timed ones last, after every model is scored).
 AXES: tuple[Axis, ...] = (
@@ -200,36 +220,7 @@ AXES: tuple[Axis, ...] = (
     Axis("kl_to_teacher", "KL(teacher‖model)", "lower", path=("fidelity", "kl")),
     Axis("parity", "parity with the float student", None, measure=f"{S}:parity", on=frozenset({ONNX}), report=False),
     # cost; timed last, with nothing else running
-    Axis(
-        "latency_p50_ms",
-        "p50 ms b{batch}",
-        "lower",
-        path=("latency_b{batch}_p50_ms",),
-        measure=f"{S}:latency_p50_ms",
-        per_batch=True,
-        timed=True,
-        on=BOTH,
-        unit="ms",
-        fmt="{:.3f}",
-        summary=True,
-        phrase="p50 latency at batch {batch}",
-        suffix=" ms",
-    ),
-    Axis(
-        "latency_p95_ms",
-        "p95 ms b{batch}",
-        "lower",
-        path=("latency_b{batch}_p95_ms",),
-        measure=f"{S}:latency_p95_ms",
-        per_batch=True,
-        timed=True,
-        on=BOTH,
-        unit="ms",
-        fmt="{:.3f}",
-        summary=True,
-        phrase="p95 latency at batch {batch}",
-        suffix=" ms",
-    ),
+    *(_latency(q) for q in ("p50", "p95")),
     Axis(
         "throughput_per_s",
         "samples/s b{batch}",

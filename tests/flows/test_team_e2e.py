@@ -51,8 +51,13 @@ def root(tmp_path_factory, stack) -> Path:
     return make_project(tmp_path_factory.mktemp("team") / "project", with_params(register={"gates": gates}))
 
 
+def team_env(stack: services.Stack) -> dict[str, str]:
+    """This environment without the caller's MLflow, Prefect or kdflow settings, pointed at the stack."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+
+
 def kdflow(root: Path, stack: services.Stack, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    env = team_env(stack)
     return subprocess.run([str(BIN / "kdflow"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -116,7 +121,7 @@ def test_a_deployment_on_a_work_pool_runs_on_a_worker_and_registers(root, stack)
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    env = team_env(stack)
     raw = with_params(register={"gates": {"min_student_accuracy": 0.0, "min_gain_over_control": -1.0}})
     raw["distill"]["seeds"] = [11]  # a new candidate for the deployed run to register
     write_params(root, raw)
@@ -165,7 +170,7 @@ def test_two_machines_registering_at_once_leave_a_consistent_registry(root, stac
         raw = with_params(register={"gates": gates})
         raw["distill"]["seeds"] = [seed]
         others.append(make_project(tmp_path / f"machine{seed}", raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "KDFLOW_"))} | stack.env()
+    env = team_env(stack)
     runs = [subprocess.Popen([str(BIN / "kdflow"), "run"], cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True) for p in others]  # fmt: skip
     outputs = [run.communicate(timeout=900)[0] for run in runs]
