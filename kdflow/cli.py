@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -235,21 +235,84 @@ def status(history: bool = typer.Option(False, "--history", help="Show every mov
     console.print(table)
 
 
+POLICIES = ("alert", "rollback", "retrain")
+
+
+@app.command()
+def monitor(
+    batch: Annotated[
+        Path | None, typer.Argument(help="A file or folder in the training source's format, or the inference log.")
+    ] = None,
+    new: bool = typer.Option(
+        False, "--new", help="Instead, judge each new batch in monitor.schedule.folder, as the schedule does."
+    ),
+    policy: str | None = typer.Option(None, help="What an alarm does: alert, rollback or retrain (default: monitor.on_alarm)."),
+) -> None:
+    """Judge BATCH and the champion on it (flow kdflow-monitor); exit 0 healthy, 2 on an alarm, 1 on an error."""
+    root = _project()
+    if policy is not None and policy not in POLICIES:
+        _fail(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if (batch is None) == (not new):
+        _fail("give a BATCH, or --new to judge the new batches in monitor.schedule.folder (not both)")
+    from flows.monitor import ALARM, monitor_folder
+    from flows.monitor import monitor as monitor_flow
+
+    if new:
+        folder_state = monitor_folder(root=str(root), policy=policy, return_state=True)
+        verdicts: Any = folder_state.result(raise_on_failure=False)
+        if not isinstance(verdicts, dict):
+            _fail(folder_state.message or "the monitor failed; see the log above")
+        for name, verdict in verdicts.items():
+            console.print(f"{safe(name)}: {verdict}", highlight=False)
+        if not verdicts:
+            console.print(f"no new batch in {load_params(root / 'params.yaml').monitor.schedule.folder}")
+        raise typer.Exit(1 if "error" in verdicts.values() else 2 if ALARM in verdicts.values() else 0)
+
+    assert batch is not None
+    where = batch.resolve()
+    shown = str(where.relative_to(root)) if where.is_relative_to(root) else str(where)
+    state = monitor_flow(batch=shown, root=str(root), policy=policy, return_state=True)
+    result: Any = state.result(raise_on_failure=False)  # the report (a dict), or the exception that stopped it
+    if state.is_completed():
+        console.print(f"[green]healthy[/]: {safe(shown)}: {result['batch']['rows']} rows, no alarm; report {result['html']}")
+        return
+    if (state.message or "").startswith(ALARM) and isinstance(result, dict):
+        errors.print(f"[bold red]alarm[/]: {safe(shown)}: {result['batch']['rows']} rows", highlight=False)
+        for reason in result["alarms"]:
+            errors.print(f"  - {safe(reason)}", highlight=False)
+        if result.get("action"):
+            errors.print(f"  action ({result['action']['policy']}): {safe(result['action']['detail'])}", highlight=False)
+        errors.print(f"  report {result['html']}", highlight=False)
+        raise typer.Exit(2)
+    _fail(state.message or "the monitor failed; see the log above")
+
+
 @app.command()
 def serve(
     cron: str = typer.Option("0 3 * * *", help="Cron schedule of the lifecycle run."),
     name: str = typer.Option("kdflow-scheduled", help="Deployment name."),
+    monitor_cron: str | None = typer.Option(
+        None, help="Cron schedule of the monitoring of monitor.schedule.folder (default: monitor.schedule.cron; none: off)."
+    ),
 ) -> None:
-    """Serve the lifecycle flow on a cron schedule (needs a running `prefect server start`)."""
+    """Serve the lifecycle flow on a cron schedule, and the monitoring of new batches on its own
+    (needs a running `prefect server start`)."""
     root = _project()
     if not os.environ.get("PREFECT_API_URL"):
         _fail(
             "schedules need a long-lived Prefect server: run `prefect server start` and "
             "export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
-    from flows.lifecycle import lifecycle
+    from prefect import serve as serve_all
 
-    lifecycle.serve(name=name, cron=cron, parameters={"root": str(root)})
+    from flows.lifecycle import lifecycle
+    from flows.monitor import monitor_folder
+
+    deployments: list[Any] = [lifecycle.to_deployment(name=name, cron=cron, parameters={"root": str(root)})]
+    every = monitor_cron or load_params(root / "params.yaml").monitor.schedule.cron
+    if every:
+        deployments.append(monitor_folder.to_deployment(name=f"{name}-monitor", cron=every, parameters={"root": str(root)}))
+    serve_all(*deployments)
 
 
 if __name__ == "__main__":

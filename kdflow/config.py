@@ -399,6 +399,51 @@ class RegisterConfig(_Strict):
     gates: GatesConfig = GatesConfig()
 
 
+class ServeConfig(_Strict):
+    """How the registered model serves (`mlflow models serve -m models:/<name>@champion`): baked
+    into the model at registration; the environment of the server can override both."""
+
+    runtime: Literal["torch", "onnx", "int8"] = "torch"  # env KDFLOW_SERVING_RUNTIME
+    # A folder the server appends each request's inputs and outputs to (Parquet files), which
+    # `kdflow monitor` reads; relative to the server's working directory. null: no log.
+    inference_log: str | None = None  # env KDFLOW_INFERENCE_LOG
+    log_flush_rows: PositiveInt = 1000  # a file is written when this many rows wait,
+    log_flush_seconds: Annotated[float, Field(gt=0)] = 10.0  # or when the oldest waited this long
+
+
+# The labelled signals of `kdflow monitor`, each compared with the champion's own test figure.
+MonitoredMetric = Literal["accuracy", "macro_f1", "ece"]
+
+
+class RetrainConfig(_Strict):
+    # A retrain that the monitor starts is refused for this long after the last one, and when
+    # the training data is the same as at the last one (it would give the same model).
+    cooldown_hours: Annotated[float, Field(ge=0)] = 24.0
+
+
+class ScheduleConfig(_Strict):
+    cron: str | None = None  # the monitoring deployment's schedule (prefect.yaml reads it too); null: none
+    folder: str = "data/incoming"  # new batches (files or folders) land here; each is monitored once
+
+
+class MonitorConfig(_Strict):
+    """`kdflow monitor BATCH`: what counts as an alarm, and what an alarm does."""
+
+    # Every statistical test of one batch (drift per feature, the shift of the champion's
+    # predicted classes and confidence) together: the chance that a healthy batch alarms.
+    alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.01
+    drift_min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1  # KS statistic or total variation
+    prediction_shift_min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1  # total variation of predicted classes
+    confidence_shift_min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1  # KS statistic of the top probability
+    # With labels: an alarm when the whole 95 % bootstrap interval of the batch's figure is worse
+    # than the champion's own test figure by more than this.
+    max_drop: dict[MonitoredMetric, Annotated[float, Field(ge=0)]] = {"accuracy": 0.05, "macro_f1": 0.05, "ece": 0.05}
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 1000
+    on_alarm: Literal["alert", "rollback", "retrain"] = "alert"
+    retrain: RetrainConfig = RetrainConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+
 class Params(_Strict):
     # `validate` and `register` name methods of pydantic's BaseModel and of ABCMeta, so those
     # two fields carry a trailing underscore and read their section through an alias.
@@ -409,6 +454,8 @@ class Params(_Strict):
     distill: DistillConfig = DistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+    serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 

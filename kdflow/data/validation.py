@@ -62,13 +62,14 @@ class Failure:
         return f"{where}: {self.expectation}: {self.details}"
 
 
-def to_frame(x: np.ndarray, y: np.ndarray, contract: DataContract, origin: np.ndarray | None = None) -> pd.DataFrame:
-    """A split as the table the contract describes: its feature names, then the label; the
-    rows indexed by `origin` (their names in the user's source) when given, so that failures
-    name rows the user can find."""
+def to_frame(x: np.ndarray, y: np.ndarray | None, contract: DataContract, origin: np.ndarray | None = None) -> pd.DataFrame:
+    """A split as the table the contract describes: its feature names, then the label (none for
+    an unlabelled batch); the rows indexed by `origin` (their names in the user's source) when
+    given, so that failures name rows the user can find."""
     frame = pd.DataFrame(x.reshape(x.shape[0], int(np.prod(x.shape[1:]))), columns=contract.features,
                          index=None if origin is None else pd.Index(origin))
-    frame[contract.label] = y
+    if y is not None:
+        frame[contract.label] = y
     return frame
 
 
@@ -79,8 +80,9 @@ class Suites:
     SITE = "kdflow"
     RUN_NAME = "kdflow-validate"
 
-    def __init__(self, contract: DataContract, docs: Path | None = None):
+    def __init__(self, contract: DataContract, docs: Path | None = None, run_name: str = RUN_NAME):
         self.contract = contract
+        self.run_name = run_name  # how the Data Docs name the validations
         self.docs = docs
         self.context = gx.get_context(mode="ephemeral")  # in memory; only Data Docs are written
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -101,12 +103,13 @@ class Suites:
             gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
                           result_format={"result_format": result_format})
         )
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=self.RUN_NAME))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=self.run_name))
         (result,) = outcome.run_results.values()
         return result.results
 
-    def validate(self, frame: pd.DataFrame, split: str) -> list[Failure]:
-        """Run both suites over one split; an empty list means it passed."""
+    def validate(self, frame: pd.DataFrame, split: str, labelled: bool = True) -> list[Failure]:
+        """Run both suites over one split (without the label's checks when not `labelled`: a
+        batch seen in production); an empty list means it passed."""
         c = self.contract
         low, high = c.bounds()
         columns = [name for name in c.features if name in frame]
@@ -115,12 +118,15 @@ class Suites:
         # or a non-float one (the long view's type check names it).
         unchecked = set(c.features) - set(columns) | set(untyped)
         table = [
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*c.features, c.label]),
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*c.features, c.label] if labelled else c.features),
             gxe.ExpectTableRowCountToBeBetween(min_value=c.min_rows, max_value=c.max_rows),
-            gxe.ExpectColumnValuesToBeInTypeList(column=c.label, type_list=INT_TYPES),
-            gxe.ExpectColumnValuesToNotBeNull(column=c.label),
-            gxe.ExpectColumnValuesToBeInSet(column=c.label, value_set=c.labels),
         ]
+        if labelled:
+            table += [
+                gxe.ExpectColumnValuesToBeInTypeList(column=c.label, type_list=INT_TYPES),
+                gxe.ExpectColumnValuesToNotBeNull(column=c.label),
+                gxe.ExpectColumnValuesToBeInSet(column=c.label, value_set=c.labels),
+            ]
         if c.per_feature:
             table += [
                 gxe.ExpectColumnValuesToBeBetween(column=name, min_value=float(lo), max_value=float(hi))

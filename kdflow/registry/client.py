@@ -403,23 +403,40 @@ class Registry:
             self._apply(entry)
             return self.version(target.version)
 
-    def rollback(self, reason: str, verify: bool = True) -> tuple[ModelVersion, ModelVersion]:
+    def _earlier_champions(self, current: ModelVersion) -> list[int]:
+        """The champions before `current` that still exist, latest first."""
+        history = self.history()
+        if int(current.version) in history:
+            history = history[: history.index(int(current.version))]
+        return [v for v in reversed(history) if self.exists(v)]
+
+    def previous_champion(self) -> ModelVersion | None:
+        """The version `rollback` would restore now; None when there is no champion or none before it."""
+        current = self.alias(CHAMPION)
+        earlier = self._earlier_champions(current) if current is not None else []
+        return self.version(earlier[0]) if earlier else None
+
+    def rollback(self, reason: str, verify: bool = True, to: int | None = None) -> tuple[ModelVersion, ModelVersion]:
         """Move `champion` back to the champion before it that still exists; returns (demoted,
         restored). Versions deleted since are skipped. Without `verify` (a version registered
-        before kdflow recorded digests), the move is recorded as forced."""
+        before kdflow recorded digests), the move is recorded as forced. With `to`, only if
+        that is the version it would restore (decided under the lock: another writer may have
+        moved `champion` since the caller judged it)."""
         audit.check_reason(reason)
         with self.writing():
             current = self.alias(CHAMPION)
             if current is None:
                 raise RegistryError(f"model {self.name!r} has no champion to roll back")
-            history = self.history()
-            if int(current.version) in history:
-                history = history[: history.index(int(current.version))]
-            earlier = [v for v in reversed(history) if self.exists(v)]
+            earlier = self._earlier_champions(current)
             if not earlier:
                 raise RegistryError(
                     f"model {self.name!r}: version {current.version} is the first champion that still exists; "
                     "there is no previous champion to roll back to"
+                )
+            if to is not None and earlier[0] != to:
+                raise RegistryError(
+                    f"model {self.name!r}: the previous champion is now version {earlier[0]}, not version {to} as "
+                    "judged; the registry changed meanwhile, nothing was rolled back"
                 )
             if verify:
                 self.verify(self.version(earlier[0]))  # never restore bytes that are not the ones registered

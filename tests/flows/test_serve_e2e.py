@@ -76,7 +76,7 @@ def test_serve_creates_a_cron_deployment(tmp_path):
     root = make_project(tmp_path / "project", git=False)
     with prefect_server(tmp_path / "prefect") as (api, env):
         serving = subprocess.Popen(
-            [str(BIN / "kdflow"), "serve", "--cron", "0 3 * * *"],
+            [str(BIN / "kdflow"), "serve", "--cron", "0 3 * * *", "--monitor-cron", "*/30 * * * *"],
             cwd=root,
             env=env | {"PREFECT_API_URL": api},
             stdout=subprocess.DEVNULL,
@@ -85,14 +85,18 @@ def test_serve_creates_a_cron_deployment(tmp_path):
         )
         try:
 
-            def deployment():
+            def deployment(name: str):
                 response = httpx.post(f"{api}/deployments/filter", json={}, timeout=5)
-                found = [d for d in response.json() if d["name"] == "kdflow-scheduled"]
+                found = [d for d in response.json() if d["name"] == name]
                 return found[0] if found else None
 
-            found = wait_for(deployment, 90, "the kdflow-scheduled deployment")
+            found = wait_for(lambda: deployment("kdflow-scheduled"), 90, "the kdflow-scheduled deployment")
             assert [s["schedule"]["cron"] for s in found["schedules"]] == ["0 3 * * *"]
             assert found["parameters"] == {"root": str(root)}
+            # Beside it, the monitoring of new batches on its own cron.
+            watching = wait_for(lambda: deployment("kdflow-scheduled-monitor"), 30, "the monitoring deployment")
+            assert [s["schedule"]["cron"] for s in watching["schedules"]] == ["*/30 * * * *"]
+            assert watching["parameters"] == {"root": str(root)}
         finally:
             stop(serving)
 
