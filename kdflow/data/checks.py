@@ -22,7 +22,6 @@ import numpy as np
 
 from kdflow.config import ValidateConfig
 from kdflow.data.contract import DataContract, class_counts, reference_counts
-from kdflow.data.splits import Split, content_ids, merge_groups, row_digests
 from kdflow.data.drift import (
     Test,
     adjust,
@@ -41,6 +40,7 @@ from kdflow.data.leakage import (
     rows_to_judge_leaks,
     target_leaks,
 )
+from kdflow.data.splits import Split, content_ids, merge_groups, row_digests
 from kdflow.data.validation import Suites, to_frame
 
 EFFECTS = {"ks": "KS statistic", "chi-square": "total variation distance"}
@@ -65,6 +65,7 @@ class Verdict:
     def drift(self) -> dict[str, dict]:
         """Per split, the feature whose difference from train is the most surprising (then the
         largest), with both numbers."""
+
         def surprise(t: Test) -> tuple[float, float]:
             return t.p_value, -t.statistic
 
@@ -72,16 +73,24 @@ class Verdict:
         for t in self.tests:
             if t.check == "drift" and (t.split not in worst or surprise(t) < surprise(worst[t.split])):
                 worst[t.split] = t
-        return {name: {"worst_feature": t.subject, "method": t.method, "statistic": round(t.statistic, 4),
-                       "p_adjusted": float(f"{t.p_adjusted:.3g}")} for name, t in worst.items()}
+        return {
+            name: {
+                "worst_feature": t.subject,
+                "method": t.method,
+                "statistic": round(t.statistic, 4),
+                "p_adjusted": float(f"{t.p_adjusted:.3g}"),
+            }
+            for name, t in worst.items()
+        }
 
     def table(self) -> list[dict]:
         """Every statistical test as a row, for the report."""
         return [{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in asdict(t).items()} for t in self.tests]
 
 
-def check(splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig, suites: Suites,
-          contract_from_train: bool) -> Verdict:
+def check(
+    splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig, suites: Suites, contract_from_train: bool
+) -> Verdict:
     """Every check over `splits` (train, val, test; images as flat rows). With
     `contract_from_train` (the contract was learnt from this very training split), train's
     class shares are the contract's and are not tested again."""
@@ -91,8 +100,10 @@ def check(splits: dict[str, Split], contract: DataContract, cfg: ValidateConfig,
     train = splits["train"]
     missing = sorted(set(contract.labels) - set(np.unique(train.y).tolist()))
     if missing:
-        verdict.problems.append(f"train: class(es) {[contract.classes[i] for i in missing]} have no rows in train: "
-                                "the models could never predict them")
+        verdict.problems.append(
+            f"train: class(es) {[contract.classes[i] for i in missing]} have no rows in train: "
+            "the models could never predict them"
+        )
     values_ok = not verdict.problems  # the checks below fit models or bins: they need valid splits
     verdict.seconds["contract_suites"] = time.perf_counter() - start
     digests = {name: row_digests(split.x) for name, split in splits.items()}  # hashed once for all checks
@@ -114,27 +125,43 @@ def units(split: Split, digests: list[bytes] | None = None) -> np.ndarray:
     return same if same is not None else np.arange(len(split))
 
 
-def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list[bytes]], contract: DataContract,
-                cfg: ValidateConfig, suites: Suites, contract_from_train: bool) -> None:
+def _statistics(
+    verdict: Verdict,
+    splits: dict[str, Split],
+    digests: dict[str, list[bytes]],
+    contract: DataContract,
+    cfg: ValidateConfig,
+    suites: Suites,
+    contract_from_train: bool,
+) -> None:
     train, classes = splits["train"], len(contract.classes)
     ids = {name: units(split, digests[name]) for name, split in splits.items()}
     tests: list[Test] = []
     for name in ("val", "test"):
-        tests += feature_drift(train.x, splits[name].x, contract.features, name, cfg.drift_min_effect,
-                               (ids["train"], ids[name]))
+        tests += feature_drift(train.x, splits[name].x, contract.features, name, cfg.drift_min_effect, (ids["train"], ids[name]))
     shares = {name: label_design_effect(split.y, ids[name], classes) for name, split in splits.items()}
     reference = reference_counts(contract)
     for name, split in splits.items():
         if name != "train" or not contract_from_train:
-            tests.append(class_shares(reference, class_counts(split.y, classes), name, contract.label,
-                                      contract.proportion_tolerance, contract.classes, (shares["train"], shares[name])))
+            tests.append(
+                class_shares(
+                    reference,
+                    class_counts(split.y, classes),
+                    name,
+                    contract.label,
+                    contract.proportion_tolerance,
+                    contract.classes,
+                    (shares["train"], shares[name]),
+                )
+            )
     leaks = cfg.target_leak_accuracy is not None
     if cfg.target_leak_accuracy is not None:
         both = np.concatenate([ids["train"], ids["val"] + ids["train"].max() + 1])
         found = target_leaks(train, splits["val"], cfg.target_leak_accuracy, contract.features, units=both)
         if not found:
-            verdict.warnings.append("train+val: target leaks not judged: a class has fewer than 2 rows in train and "
-                                    "validation together")
+            verdict.warnings.append(
+                "train+val: target leaks not judged: a class has fewer than 2 rows in train and validation together"
+            )
         tests += found
     verdict.checks += ["drift", "class shares"] + (["target leaks"] if leaks else [])
     verdict.tests = adjust(tests)
@@ -147,45 +174,61 @@ def _statistics(verdict: Verdict, splits: dict[str, Split], digests: dict[str, l
         f"feature {t.subject!r} alone predicts the label with balanced accuracy {t.statistic:.4f} out of fold: a target "
         f"leak? Too few rows to tell it from an honest strong feature (p = {t.p_adjusted:.2g} after correcting for "
         f"{family} tests, over validate.alpha = {alpha})"
-        for t in verdict.tests if t.check == "target leak" and t.statistic >= t.floor and t not in failing
+        for t in verdict.tests
+        if t.check == "target leak" and t.statistic >= t.floor and t not in failing
     ]
     features = {name: float(np.median(design_effects(split.x, ids[name]))) for name, split in splits.items()}
     verdict.warnings += _too_few_rows(splits, features, shares, contract, cfg, family)
 
 
-def _too_few_rows(splits: dict[str, Split], features: dict[str, float], shares: dict[str, float],
-                  contract: DataContract, cfg: ValidateConfig, family: int) -> list[str]:
+def _too_few_rows(
+    splits: dict[str, Split],
+    features: dict[str, float],
+    shares: dict[str, float],
+    contract: DataContract,
+    cfg: ValidateConfig,
+    family: int,
+) -> list[str]:
     """One warning per check and split too small for the check to judge. `features` and
     `shares`: each split's typical design effect of a feature and that of its labels."""
     alpha, lines = cfg.alpha, []
 
     def n(name: str, effect: float) -> str:
         rows = len(splits[name])
-        alike = f", worth {rows / effect:.0f} independent rows: rows split together as sets move together" if effect > 1.05 else ""
+        alike = (
+            f", worth {rows / effect:.0f} independent rows: rows split together as sets move together" if effect > 1.05 else ""
+        )
         return f"n={rows}{alike}"
 
     for name in ("val", "test"):
         smallest = detectable_drift(len(splits[name]) / features[name], len(splits["train"]) / features["train"], alpha, family)
         if smallest > JUDGE_FACTOR * cfg.drift_min_effect:
-            lines.append(f"{name}: not enough rows to judge drift ({n(name, features[name])}): at validate.alpha = {alpha}, "
-                         f"only differences above {smallest:.2f} stand out from noise; validate.drift_min_effect is "
-                         f"{cfg.drift_min_effect}")
+            lines.append(
+                f"{name}: not enough rows to judge drift ({n(name, features[name])}): at validate.alpha = {alpha}, "
+                f"only differences above {smallest:.2f} stand out from noise; validate.drift_min_effect is "
+                f"{cfg.drift_min_effect}"
+            )
     proportions = np.asarray(contract.class_proportions)
     hardest = float(proportions[np.argmax(proportions * (1 - proportions))])  # the share nearest one half
     for name in ("val", "test"):
-        smallest = detectable_share(len(splits[name]) / shares[name], reference_counts(contract).sum() / shares["train"],
-                                    alpha, family, hardest)
+        smallest = detectable_share(
+            len(splits[name]) / shares[name], reference_counts(contract).sum() / shares["train"], alpha, family, hardest
+        )
         if smallest > JUDGE_FACTOR * contract.proportion_tolerance:
-            lines.append(f"{name}: not enough rows to judge class shares ({n(name, shares[name])}): at validate.alpha = "
-                         f"{alpha}, only differences above {smallest:.2f} stand out from noise; the contract's "
-                         f"proportion_tolerance is {contract.proportion_tolerance}")
+            lines.append(
+                f"{name}: not enough rows to judge class shares ({n(name, shares[name])}): at validate.alpha = "
+                f"{alpha}, only differences above {smallest:.2f} stand out from noise; the contract's "
+                f"proportion_tolerance is {contract.proportion_tolerance}"
+            )
     if cfg.target_leak_accuracy is not None:
         rarest = min(int(np.sum(np.concatenate([splits["train"].y, splits["val"].y]) == c)) for c in contract.labels)
         needed = rows_to_judge_leaks(cfg.target_leak_accuracy, alpha, family)
         if rarest / max(shares["train"], shares["val"]) < needed:
-            lines.append(f"train+val: not enough rows to judge target leaks (the rarest class has {rarest}): a feature "
-                         f"must be right on {needed} rows of every class to stand out from one right only "
-                         f"validate.target_leak_accuracy = {cfg.target_leak_accuracy} of the time, at validate.alpha = {alpha}")
+            lines.append(
+                f"train+val: not enough rows to judge target leaks (the rarest class has {rarest}): a feature "
+                f"must be right on {needed} rows of every class to stand out from one right only "
+                f"validate.target_leak_accuracy = {cfg.target_leak_accuracy} of the time, at validate.alpha = {alpha}"
+            )
     return lines
 
 
@@ -195,14 +238,20 @@ def _evidence(t: Test, alpha: float, family: int) -> str:
 
 def _failure(t: Test, alpha: float, family: int) -> str:
     if t.check == "drift":
-        return (f"{t.name}: drift from train, {EFFECTS[t.method]} {t.statistic:.3f} (validate.drift_min_effect = "
-                f"{t.floor}), {_evidence(t, alpha, family)}")
+        return (
+            f"{t.name}: drift from train, {EFFECTS[t.method]} {t.statistic:.3f} (validate.drift_min_effect = "
+            f"{t.floor}), {_evidence(t, alpha, family)}"
+        )
     if t.check == "class shares":
-        return (f"{t.split}: {t.detail}: a difference of {t.statistic:.3f} (proportion_tolerance = {t.floor} in the "
-                f"data contract), {_evidence(t, alpha, family)}")
-    return (f"feature {t.subject!r} alone predicts the label with balanced accuracy {t.statistic:.4f} out of fold on "
-            f"{t.rows} train and validation rows (validate.target_leak_accuracy = {t.floor}), "
-            f"{_evidence(t, alpha, family)}: a target leak?")
+        return (
+            f"{t.split}: {t.detail}: a difference of {t.statistic:.3f} (proportion_tolerance = {t.floor} in the "
+            f"data contract), {_evidence(t, alpha, family)}"
+        )
+    return (
+        f"feature {t.subject!r} alone predicts the label with balanced accuracy {t.statistic:.4f} out of fold on "
+        f"{t.rows} train and validation rows (validate.target_leak_accuracy = {t.floor}), "
+        f"{_evidence(t, alpha, family)}: a target leak?"
+    )
 
 
 def _small(t: Test, alpha: float, family: int) -> str:
@@ -211,8 +260,14 @@ def _small(t: Test, alpha: float, family: int) -> str:
     return f"{t.name}: {what}: real ({_evidence(t, alpha, family)}) but under {floor} = {t.floor}"
 
 
-def _leakage(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list[bytes]], contract: DataContract,
-             cfg: ValidateConfig, values_ok: bool) -> None:
+def _leakage(
+    verdict: Verdict,
+    splits: dict[str, Split],
+    digests: dict[str, list[bytes]],
+    contract: DataContract,
+    cfg: ValidateConfig,
+    values_ok: bool,
+) -> None:
     limit = cfg.max_leaked_rows_shown
     verdict.checks += ["exact duplicates", "conflicting labels"]
     verdict.problems += [
@@ -230,12 +285,15 @@ def _leakage(verdict: Verdict, splits: dict[str, Split], digests: dict[str, list
     if any(s.groups is not None for s in splits.values()):
         verdict.checks.append("groups")
         verdict.problems += [f"{line} (a declared group must stay in one split)" for line in group_leaks(splits, limit)]
-    work = len(splits["train"]) * sum(len(s) for n, s in splits.items() if n != "train") * int(np.prod(splits["train"].x.shape[1:]))
+    work = (
+        len(splits["train"]) * sum(len(s) for n, s in splits.items() if n != "train") * int(np.prod(splits["train"].x.shape[1:]))
+    )
     if values_ok and cfg.near_duplicate_distance is not None and work > cfg.near_duplicate_max_work:
         verdict.warnings.append(
             f"near duplicates not searched: train x other rows x features is {work:.2g}, above "
             f"validate.near_duplicate_max_work = {cfg.near_duplicate_max_work:.2g} (the search is exact and quadratic); "
-            "exact duplicates were checked")
+            "exact duplicates were checked"
+        )
     elif values_ok and cfg.near_duplicate_distance is not None:
         verdict.checks.append("near duplicates")
         verdict.problems += [

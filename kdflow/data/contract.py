@@ -89,8 +89,16 @@ class DataContract(BaseModel):
         return np.resize(pairs[:, 0], n), np.resize(pairs[:, 1], n)
 
 
-def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, proportion_tolerance: float,
-          min_rows: int | str, max_rows: int) -> DataContract:
+def learn(
+    train: Split,
+    schema: Schema,
+    train_md5: str,
+    *,
+    tolerance: float,
+    proportion_tolerance: float,
+    min_rows: int | str,
+    max_rows: int,
+) -> DataContract:
     """Ranges widened by `tolerance` times each feature's range on each side. `min_rows`
     "auto" is one row per class, at least 2: what the models and per-class metrics need."""
     classes = schema.classes
@@ -115,7 +123,8 @@ def learn(train: Split, schema: Schema, train_md5: str, *, tolerance: float, pro
         label=schema.label,
         categories=schema.categories,
         ranges={
-            name: (_round(low, up=False), _round(high, up=True)) for name, low, high in zip(names, lo - margin, hi + margin)
+            name: (_round(low, up=False), _round(high, up=True))
+            for name, low, high in zip(names, lo - margin, hi + margin, strict=True)
         },
         classes=classes,
         class_proportions=[round(float(c) / counts.sum(), 6) for c in counts],
@@ -168,8 +177,12 @@ def _outline(names: list[str], shown: int = 8) -> str:
 def write(contract: DataContract, path: Path) -> None:
     """Write `contract` to `path` as YAML under the explanatory `HEADER`, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(HEADER + yaml.safe_dump(contract.model_dump(mode="json"), sort_keys=False, width=100, allow_unicode=True,
-                                                default_flow_style=None))
+        tmp.write_text(
+            HEADER
+            + yaml.safe_dump(
+                contract.model_dump(mode="json"), sort_keys=False, width=100, allow_unicode=True, default_flow_style=None
+            )
+        )
 
 
 def read(path: Path) -> DataContract:

@@ -81,7 +81,7 @@ def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
 def adjust(tests: list[Test]) -> list[Test]:
     """The tests with their Holm-adjusted p-values, corrected over all of them together."""
     adjusted = holm([t.p_value for t in tests])
-    return [replace(t, p_adjusted=float(p)) for t, p in zip(tests, adjusted)]
+    return [replace(t, p_adjusted=float(p)) for t, p in zip(tests, adjusted, strict=True)]
 
 
 def design_effects(x: np.ndarray, units: np.ndarray | None) -> np.ndarray:
@@ -165,8 +165,15 @@ def total_variation(first: np.ndarray, second: np.ndarray) -> float:
     return float(0.5 * np.abs(first / max(first.sum(), 1) - second / max(second.sum(), 1)).sum())
 
 
-def feature_drift(reference: np.ndarray, other: np.ndarray, names: list[str], split: str, floor: float,
-                  units: tuple[np.ndarray | None, np.ndarray | None] = (None, None), seed: int = 0) -> list[Test]:
+def feature_drift(
+    reference: np.ndarray,
+    other: np.ndarray,
+    names: list[str],
+    split: str,
+    floor: float,
+    units: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    seed: int = 0,
+) -> list[Test]:
     """Each feature (column) of `other` against the same feature of `reference` (train);
     `units` are the two splits' set ids (see `design_effects`)."""
     rng = np.random.default_rng(seed)
@@ -179,9 +186,19 @@ def feature_drift(reference: np.ndarray, other: np.ndarray, names: list[str], sp
         if is_discrete(a):
             levels, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
             first = np.bincount(codes[: len(a)], minlength=levels.size)
-            second = np.bincount(codes[len(a):], minlength=levels.size)
-            tests.append(Test("drift", split, name, "chi-square", len(other), total_variation(first, second), floor,
-                              homogeneity(first / d_ref, second / d_oth)))
+            second = np.bincount(codes[len(a) :], minlength=levels.size)
+            tests.append(
+                Test(
+                    "drift",
+                    split,
+                    name,
+                    "chi-square",
+                    len(other),
+                    total_variation(first, second),
+                    floor,
+                    homogeneity(first / d_ref, second / d_oth),
+                )
+            )
         else:
             result = stats.ks_2samp(a, b, method="auto")
             clustered = d_ref > 1.0 or d_oth > 1.0
@@ -190,16 +207,32 @@ def feature_drift(reference: np.ndarray, other: np.ndarray, names: list[str], sp
     return tests
 
 
-def class_shares(reference: np.ndarray, counts: np.ndarray, split: str, label: str, floor: float,
-                 classes: list[str], effects: tuple[float, float] = (1.0, 1.0)) -> Test:
+def class_shares(
+    reference: np.ndarray,
+    counts: np.ndarray,
+    split: str,
+    label: str,
+    floor: float,
+    classes: list[str],
+    effects: tuple[float, float] = (1.0, 1.0),
+) -> Test:
     """A split's rows per class against the reference's (the contract's proportions times the
     rows they were learnt from); effect: the largest difference of one class's share.
     `effects` are the design effects of the reference and of the split."""
     shares = counts / max(counts.sum(), 1)
     expected = reference / max(reference.sum(), 1)
     worst = int(np.abs(shares - expected).argmax())
-    return Test("class shares", split, label, "chi-square", int(counts.sum()), float(abs(shares[worst] - expected[worst])),
-                floor, homogeneity(reference / effects[0], counts / effects[1]), detail=f"class {classes[worst]!r} is {shares[worst]:.3f} of the rows; the contract says {expected[worst]:.3f}")
+    return Test(
+        "class shares",
+        split,
+        label,
+        "chi-square",
+        int(counts.sum()),
+        float(abs(shares[worst] - expected[worst])),
+        floor,
+        homogeneity(reference / effects[0], counts / effects[1]),
+        detail=f"class {classes[worst]!r} is {shares[worst]:.3f} of the rows; the contract says {expected[worst]:.3f}",
+    )
 
 
 def _critical(alpha: float, family: int) -> float:

@@ -11,8 +11,8 @@ from itertools import combinations
 
 import numpy as np
 
-from kdflow.data.splits import Split, row_digests
 from kdflow.data.drift import Test, design_effects
+from kdflow.data.splits import Split, row_digests
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Leak:
 
     def describe(self) -> str:
         """The leak in one sentence, with the listed row pairs as the sources name them."""
-        pairs = ", ".join(f"{a}<->{b}" for a, b in zip(self.rows_first, self.rows_second))
+        pairs = ", ".join(f"{a}<->{b}" for a, b in zip(self.rows_first, self.rows_second, strict=True))
         more = f" (first {len(self.rows_first)} shown)" if self.count > len(self.rows_first) else ""
         if self.near:
             return f"{self.count} sample(s) of {self.second} nearly duplicate samples of {self.first}: rows {pairs}{more}"
@@ -43,7 +43,7 @@ def exact_duplicates(splits: dict[str, Split], limit: int = 10, digests: dict[st
         hits = [(i, where[d]) for i, d in enumerate(digests[first]) if d in where]
         if hits:
             shown = hits[:limit]
-            a, b = zip(*shown)
+            a, b = zip(*shown, strict=True)
             leaks.append(Leak(first, second, splits[first].where(list(a)), splits[second].where(list(b)), len(hits)))
     return leaks
 
@@ -69,12 +69,15 @@ class Conflicts:
 
     def describe(self) -> str:
         """The conflicts in one sentence, with example rows and their labels."""
-        return (f"{self.rows} of {self.total} rows ({self.share:.1%}) in {self.split} repeat the features of a row "
-                f"with another label: rows(label) {', '.join(self.examples)}")
+        return (
+            f"{self.rows} of {self.total} rows ({self.share:.1%}) in {self.split} repeat the features of a row "
+            f"with another label: rows(label) {', '.join(self.examples)}"
+        )
 
 
-def conflicting_labels(split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None,
-                       digests: list[bytes] | None = None) -> Conflicts | None:
+def conflicting_labels(
+    split: Split, name: str = "train", limit: int = 10, classes: list[str] | None = None, digests: list[bytes] | None = None
+) -> Conflicts | None:
     """Identical samples with different labels in one split (None when there are none).
     `classes` names the labels (default: their numbers); `digests` are the split's
     `row_digests`, when the caller has them already."""
@@ -114,8 +117,15 @@ def group_leaks(splits: dict[str, Split], limit: int = 10) -> list[str]:
     return problems
 
 
-def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str] | None = None,
-                 max_rows: int = 50_000, seed: int = 0, units: np.ndarray | None = None) -> list[Test]:
+def target_leaks(
+    train: Split,
+    val: Split,
+    max_accuracy: float,
+    names: list[str] | None = None,
+    max_rows: int = 50_000,
+    seed: int = 0,
+    units: np.ndarray | None = None,
+) -> list[Test]:
     """One test per feature: does it alone predict every class at least `max_accuracy` of the
     time? A one-feature decision stump, its predictions out of fold (2 folds over train and
     validation together, at most `max_rows` of them; test is never read). The effect is their
@@ -153,10 +163,20 @@ def target_leaks(train: Split, val: Split, max_accuracy: float, names: list[str]
         effect = float(design_effects(wrong[:, None], units)[0])
         p_value = max(
             float(binom.cdf(np.floor(wrong[y == c].sum() / effect), max(1, round(n / effect)), 1 - max_accuracy))
-            for c, n in zip(classes, counts)
+            for c, n in zip(classes, counts, strict=True)
         )
-        tests.append(Test("target leak", "train+val", names[j] if names else f"x{j}", "binomial", len(y),
-                          float(balanced_accuracy_score(y, predicted)), max_accuracy, p_value))
+        tests.append(
+            Test(
+                "target leak",
+                "train+val",
+                names[j] if names else f"x{j}",
+                "binomial",
+                len(y),
+                float(balanced_accuracy_score(y, predicted)),
+                max_accuracy,
+                p_value,
+            )
+        )
     return tests
 
 
@@ -166,9 +186,7 @@ def rows_to_judge_leaks(max_accuracy: float, alpha: float, family: int) -> int:
     return int(np.ceil(np.log(alpha / max(family, 1)) / np.log(max_accuracy)))
 
 
-def near_duplicates(
-    splits: dict[str, Split], max_distance: float, limit: int = 10, reference: str = "train"
-) -> list[Leak]:
+def near_duplicates(splits: dict[str, Split], max_distance: float, limit: int = 10, reference: str = "train") -> list[Leak]:
     """Samples of another split within `max_distance` of a `reference` sample, as the root mean
     square difference per feature after standardising with the reference's mean and standard
     deviation (so 0.05 means 5 % of a standard deviation per feature), leaving out exact
@@ -192,9 +210,10 @@ def near_duplicates(
         if hits.size:  # byte-identical pairs are `exact_duplicates`' to report
             mine = row_digests(split.x[hits])
             theirs = row_digests(splits[reference].x[neighbour[hits, 0]])
-            hits = hits[[a != b for a, b in zip(mine, theirs)]]
+            hits = hits[[a != b for a, b in zip(mine, theirs, strict=True)]]
         if hits.size:
             shown = hits[:limit]
-            leaks.append(Leak(reference, name, splits[reference].where(neighbour[shown, 0]), split.where(shown),
-                              int(hits.size), near=True))
+            leaks.append(
+                Leak(reference, name, splits[reference].where(neighbour[shown, 0]), split.where(shown), int(hits.size), near=True)
+            )
     return leaks

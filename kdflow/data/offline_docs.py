@@ -85,8 +85,15 @@ def manifest() -> list[Package]:
     """The packages listed in ``kdflow/data/offline_docs.json``."""
     raw = json.loads(resources.files("kdflow.data").joinpath("offline_docs.json").read_text(encoding="utf-8"))
     packages = [
-        Package(p["name"], p["version"], p["integrity"], p["license"], tuple(p["license_files"]), tuple(p["files"]),
-                dict(p["replaces"]))
+        Package(
+            p["name"],
+            p["version"],
+            p["integrity"],
+            p["license"],
+            tuple(p["license_files"]),
+            tuple(p["files"]),
+            dict(p["replaces"]),
+        )
         for p in raw["packages"]
     ]
     for p in packages:
@@ -108,6 +115,7 @@ def ready(assets: Path | None = None) -> bool:
 
 
 # Fetching, at setup.
+
 
 def fetch(dest: Path | None = None, registry: str | None = None) -> list[str]:
     """Download, verify and unpack every package of the manifest into `dest` (default:
@@ -214,7 +222,7 @@ def _rewrite(page: Path, local: dict[str, Path], unknown: set[str]) -> int:
             return element
         count += 1
         relative = urllib.parse.quote(os.path.relpath(local[found["url"]], page.parent).replace(os.sep, "/"), safe="/@")
-        return _CDN_ONLY.sub("", element[:found.start("url")] + relative + element[found.end("url"):])
+        return _CDN_ONLY.sub("", element[: found.start("url")] + relative + element[found.end("url") :])
 
     localised = _TAG.sub(tag, page.read_text(encoding="utf-8"))
     if count:
@@ -248,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     assets = args.assets or default_assets()
     rewritten = localise(args.docs_dir, assets)
     if rewritten == 0 and not ready(assets):
-        print(f"kdflow.data.offline_docs localise: no assets in {assets}; run `python -m kdflow.data.offline_docs fetch` first", file=sys.stderr)
+        print(
+            f"kdflow.data.offline_docs localise: no assets in {assets}; run `python -m kdflow.data.offline_docs fetch` first",
+            file=sys.stderr,
+        )
         return 1
     print(f"{args.docs_dir}: {rewritten} CDN reference(s) now local")
     return 0

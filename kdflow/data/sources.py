@@ -17,11 +17,10 @@ and, when the user gave them, each row's split and group. Anything unreadable or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import zipfile
 import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,8 +60,9 @@ class Loaded:
     @property
     def schema(self) -> Schema:
         """What the arrays mean, as a `Schema`; unnamed features get `feature_names` of the sample shape."""
-        return Schema(self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories,
-                      self.shared_scale)
+        return Schema(
+            self.features or feature_names(self.x.shape[1:]), self.label, self.classes, self.categories, self.shared_scale
+        )
 
 
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
@@ -73,7 +73,7 @@ def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, lis
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all():  # numeric labels: numeric order, and 3.0 is class "3"
         names = numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
-        order = dict(zip(names, numbers))
+        order = dict(zip(names, numbers, strict=True))
         classes = sorted(set(names), key=lambda name: order[name])
     else:
         names = values.astype(str)
@@ -95,7 +95,9 @@ def _split_values(values: pd.Series, where: str) -> np.ndarray:
     bad = ~values.isin(SPLIT_NAMES)
     if bad.any():
         rows = np.flatnonzero(bad.to_numpy())[:SHOWN].tolist()
-        raise DataError(f"{where}: split values must be train, val or test; got {sorted(set(values[bad]))[:SHOWN]} in rows {rows}")
+        raise DataError(
+            f"{where}: split values must be train, val or test; got {sorted(set(values[bad]))[:SHOWN]} in rows {rows}"
+        )
     return values.to_numpy()
 
 
@@ -156,8 +158,10 @@ def within_budget(cfg: PrepareConfig, path: Path, values: float, what: str) -> N
     """Refuse, before loading, data whose features would take more than prepare.max_gib."""
     need = values * 4 / GIB  # float32
     if need > cfg.max_gib:
-        raise DataError(f"{path}: {what} would take {need:.1f} GiB of memory as float32 features, above "
-                        f"prepare.max_gib = {cfg.max_gib:g}; nothing was loaded (raise the setting if the machine has the memory)")
+        raise DataError(
+            f"{path}: {what} would take {need:.1f} GiB of memory as float32 features, above "
+            f"prepare.max_gib = {cfg.max_gib:g}; nothing was loaded (raise the setting if the machine has the memory)"
+        )
 
 
 def _table_budget(cfg: PrepareConfig, path: Path) -> None:
@@ -247,12 +251,15 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz archive without pickled objects: {error}") from None
+
     def pair(xs: str, ys: str) -> tuple[np.ndarray, np.ndarray]:
         if (xs in arrays) != (ys in arrays):
             raise DataError(f"{path}: array {xs if xs in arrays else ys} has no partner {ys if xs in arrays else xs}")
         x_, y_ = arrays[xs], arrays[ys]
         if x_.ndim < 2 or y_.ndim != 1 or len(x_) != len(y_):
-            raise DataError(f"{path}: {xs} has shape {list(x_.shape)} and {ys} {list(y_.shape)}: one row of {xs} per label in a 1-D {ys}")
+            raise DataError(
+                f"{path}: {xs} has shape {list(x_.shape)} and {ys} {list(y_.shape)}: one row of {xs} per label in a 1-D {ys}"
+            )
         return x_, y_
 
     if {"x", "y"} <= arrays.keys():
@@ -272,8 +279,8 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
             raise DataError(f"{path}: the x_ arrays differ in shape per row: {sorted(map(list, widths))}")
         x = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
-        split = np.concatenate([np.full(len(p[1]), s) for s, p in zip(names, parts)])
-        origin = np.concatenate([[f"x_{s}[{i}]" for i in range(len(p[1]))] for s, p in zip(names, parts)])
+        split = np.concatenate([np.full(len(p[1]), s) for s, p in zip(names, parts, strict=True)])
+        origin = np.concatenate([[f"x_{s}[{i}]" for i in range(len(p[1]))] for s, p in zip(names, parts, strict=True)])
         groups = None
     else:
         raise DataError(f"{path}: expected arrays x and y (or x_train, y_train, x_test, y_test); found {sorted(arrays)}")
@@ -281,8 +288,9 @@ def load_npz(cfg: PrepareConfig, root: Path) -> Loaded:
         raise DataError(f"{path}: x must be numeric, got dtype {x.dtype}")
     y, classes = _labels(labels, f"{path}: array 'y'")
     images = x.ndim >= 3
-    return Loaded(_channels_first(x).astype(np.float32), y, classes, split=split, groups=groups, origin=origin,
-                  shared_scale=images)
+    return Loaded(
+        _channels_first(x).astype(np.float32), y, classes, split=split, groups=groups, origin=origin, shared_scale=images
+    )
 
 
 def npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -290,8 +298,10 @@ def npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     loading any data; a file that is not a zip of .npy arrays, or holds anything else, is
     refused by name."""
     if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not an .npz archive (a zip of .npy arrays, as np.savez writes it); a single .npy "
-                        "array renamed? save it with np.savez(path, x=..., y=...)")
+        raise DataError(
+            f"{path}: not an .npz archive (a zip of .npy arrays, as np.savez writes it); a single .npy "
+            "array renamed? save it with np.savez(path, x=..., y=...)"
+        )
     shapes = {}
     try:
         with zipfile.ZipFile(path) as archive:
@@ -305,9 +315,13 @@ def npz_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                         shape, _, dtype = read(member)
                     except (ValueError, OSError) as error:
-                        raise DataError(f"{path}: array {name.removesuffix('.npy')!r} is not a valid .npy array ({error})") from None
+                        raise DataError(
+                            f"{path}: array {name.removesuffix('.npy')!r} is not a valid .npy array ({error})"
+                        ) from None
                 if dtype.hasobject:
-                    raise DataError(f"{path}: array {name.removesuffix('.npy')!r} holds Python objects; kdflow reads numbers only (no pickles)")
+                    raise DataError(
+                        f"{path}: array {name.removesuffix('.npy')!r} holds Python objects; kdflow reads numbers only (no pickles)"
+                    )
                 shapes[name.removesuffix(".npy")] = (shape, dtype)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise DataError(f"{path}: a damaged .npz archive ({error})") from None
@@ -341,8 +355,10 @@ def _decode(file: Path, mode: str, size: tuple[int, int] | None, background: int
         image: Image.Image = opened
         width, height = image.size  # from the header: nothing decoded yet
         if width * height > max_pixels:
-            raise DataError(f"{file}: {width} x {height} pixels, above prepare.images.max_pixels = {max_pixels:,} "
-                            "(a decompression bomb, or an image to shrink before use)")
+            raise DataError(
+                f"{file}: {width} x {height} pixels, above prepare.images.max_pixels = {max_pixels:,} "
+                "(a decompression bomb, or an image to shrink before use)"
+            )
         if image.mode.startswith("I"):  # I;16, I;16B... (16-bit PNG), I
             deep = image.convert("I").convert("F")
             if size is not None:
@@ -366,8 +382,10 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
     folder = cfg.located(root)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
-    classes = sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))),
-                     key=lambda name: (0, int(name), name) if name.isdigit() else (1, 0, name))
+    classes = sorted(
+        (p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))),
+        key=lambda name: (0, int(name), name) if name.isdigit() else (1, 0, name),
+    )
     if not classes:
         raise DataError(f"{folder}: no class folders inside")
     size = (cfg.images.size[0], cfg.images.size[1]) if cfg.images.size else None
@@ -406,8 +424,9 @@ def load_images(cfg: PrepareConfig, root: Path) -> Loaded:
             labels.append(label)
             origin.append(f"{name}/{file.name}")
     x = np.stack(pixels).transpose(0, 3, 1, 2)  # [n, channels, height, width]
-    return Loaded(np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes, origin=np.asarray(origin),
-                  shared_scale=True)
+    return Loaded(
+        np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64), classes, origin=np.asarray(origin), shared_scale=True
+    )
 
 
 def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
@@ -415,8 +434,13 @@ def load_digits_source(cfg: PrepareConfig, root: Path) -> Loaded:
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # shipped inside scikit-learn: nothing is downloaded
-    return Loaded((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), [str(i) for i in range(10)],
-                  features=list(digits.feature_names), shared_scale=True)
+    return Loaded(
+        (digits.data / 16.0).astype(np.float32),
+        digits.target.astype(np.int64),
+        [str(i) for i in range(10)],
+        features=list(digits.feature_names),
+        shared_scale=True,
+    )
 
 
 def load_mnist1d_source(cfg: PrepareConfig, root: Path) -> Loaded:

@@ -13,7 +13,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
@@ -116,8 +115,9 @@ def stratified_split(data: Split, fraction: float, seed: int) -> tuple[Split, Sp
     return Split(data.x[keep], data.y[keep]), Split(data.x[out], data.y[out])
 
 
-def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None,
-                    same: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def holdout_indices(
+    y: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None, same: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (kept, held out), about `fraction` held out, stratified by label. With
     `groups`, every group lands whole on one side (scikit-learn's StratifiedGroupKFold; one
     fold is held out), so no patient or user is in two splits. With `same` (an id per row,
@@ -139,8 +139,10 @@ def holdout_indices(y: np.ndarray, fraction: float, seed: int, groups: np.ndarra
 def row_digests(x: np.ndarray) -> list[bytes]:
     """A content hash per row; -0.0 and 0.0 hash alike, so do values that differ only in dtype.
     Row by row, so that memory stays small however wide the rows (images)."""
-    return [hashlib.blake2b((np.asarray(row, dtype=np.float64) + 0.0).tobytes(), digest_size=16).digest()
-            for row in x.reshape(len(x), int(np.prod(x.shape[1:])))]
+    return [
+        hashlib.blake2b((np.asarray(row, dtype=np.float64) + 0.0).tobytes(), digest_size=16).digest()
+        for row in x.reshape(len(x), int(np.prod(x.shape[1:])))
+    ]
 
 
 def content_ids(x: np.ndarray, digests: list[bytes] | None = None) -> np.ndarray | None:

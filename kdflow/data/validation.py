@@ -30,9 +30,7 @@ from kdflow.data.drift import Test
 with warnings.catch_warnings():
     # GX imports the deprecated `sre_constants`/`sre_parse` (Python >= 3.11); harmless, but it
     # would be fatal under `-W error`.
-    warnings.filterwarnings(
-        "ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning
-    )
+    warnings.filterwarnings("ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning)
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -66,8 +64,11 @@ def to_frame(x: np.ndarray, y: np.ndarray | None, contract: DataContract, origin
     """A split as the table the contract describes: its feature names, then the label (none for
     an unlabelled batch); the rows indexed by `origin` (their names in the user's source) when
     given, so that failures name rows the user can find."""
-    frame = pd.DataFrame(x.reshape(x.shape[0], int(np.prod(x.shape[1:]))), columns=contract.features,
-                         index=None if origin is None else pd.Index(origin))
+    frame = pd.DataFrame(
+        x.reshape(x.shape[0], int(np.prod(x.shape[1:]))),
+        columns=contract.features,
+        index=None if origin is None else pd.Index(origin),
+    )
     if y is not None:
         frame[contract.label] = y
     return frame
@@ -87,21 +88,27 @@ class Suites:
         self.context = gx.get_context(mode="ephemeral")  # in memory; only Data Docs are written
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         if docs is not None:
-            self.context.add_data_docs_site(self.SITE, {
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
+            self.context.add_data_docs_site(
+                self.SITE,
+                {
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
 
     def _run(self, name: str, frame: pd.DataFrame, expectations: list[Any], result_format: str) -> list[Any]:
         context = self.context
         batches = context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batches, suite=suite))
-        actions: list[ValidationAction] = [UpdateDataDocsAction(name="data-docs", site_names=[self.SITE])] if self.docs is not None else []
+        actions: list[ValidationAction] = (
+            [UpdateDataDocsAction(name="data-docs", site_names=[self.SITE])] if self.docs is not None else []
+        )
         checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
-                          result_format={"result_format": result_format})
+            gx.Checkpoint(
+                name=name, validation_definitions=[definition], actions=actions, result_format={"result_format": result_format}
+            )
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=self.run_name))
         (result,) = outcome.run_results.values()
@@ -130,7 +137,7 @@ class Suites:
         if c.per_feature:
             table += [
                 gxe.ExpectColumnValuesToBeBetween(column=name, min_value=float(lo), max_value=float(hi))
-                for name, lo, hi in zip(c.features, low, high)
+                for name, lo, hi in zip(c.features, low, high, strict=True)
             ]
         failures = []
         for r in self._run(split, frame, table, "SUMMARY"):
@@ -173,11 +180,16 @@ class Suites:
                 shown = [float(f"{v:.6g}") for v in values[bad, j].astype(float)]
                 pieces.append(f"{columns[j]}: values {shown}, rows {frame.index[bad].tolist()}")
             outside = f" outside [{low[0]:.6g}, {high[0]:.6g}] (ranges.* in the data contract)" if "between" in kind else ""
-            failures.append(Failure(
-                split, kind, columns[seen[0]] if len(seen) == 1 else None,
-                f"{r.result.get('unexpected_count')} of {values.size} values{outside}; first: " + "; ".join(pieces)
-                + ("; ..." if len(seen) > SHOWN else ""),
-            ))
+            failures.append(
+                Failure(
+                    split,
+                    kind,
+                    columns[seen[0]] if len(seen) == 1 else None,
+                    f"{r.result.get('unexpected_count')} of {values.size} values{outside}; first: "
+                    + "; ".join(pieces)
+                    + ("; ..." if len(seen) > SHOWN else ""),
+                )
+            )
         return failures
 
     def judge(self, tests: list[Test], alpha: float) -> list[Test]:
@@ -188,20 +200,33 @@ class Suites:
         if not tests:
             return []
         frame = pd.DataFrame(
-            [{"check": t.check, "method": t.method, "rows": t.rows, "statistic": t.statistic, "floor": t.floor,
-              "at_floor": t.statistic >= t.floor, "p_value": t.p_value, "p_adjusted": t.p_adjusted} for t in tests],
+            [
+                {
+                    "check": t.check,
+                    "method": t.method,
+                    "rows": t.rows,
+                    "statistic": t.statistic,
+                    "floor": t.floor,
+                    "at_floor": t.statistic >= t.floor,
+                    "p_value": t.p_value,
+                    "p_adjusted": t.p_adjusted,
+                }
+                for t in tests
+            ],
             index=pd.Index([f"{t.name} ({t.check})" for t in tests]),
         )
         rule = gxe.ExpectColumnValuesToBeBetween(
-            column="p_adjusted", min_value=alpha, row_condition=Column("at_floor") == True,  # noqa: E712 (a GX condition)
+            column="p_adjusted",
+            min_value=alpha,
+            row_condition=Column("at_floor") == True,  # noqa: E712 (a GX condition)
             description=f"Where a difference reaches its floor, it is not surprising for the rows at hand: the "
-                        f"Holm-adjusted p-value is at least validate.alpha = {alpha}",
+            f"Holm-adjusted p-value is at least validate.alpha = {alpha}",
         )
         (result,) = self._run("statistics", frame, [rule], "COMPLETE")
         failing = set(result.result.get("unexpected_index_list") or []) if not result.success else set()
         if not result.success and not failing:
             raise RuntimeError(f"the statistics suite failed without naming a test: {result.exception_info}")
-        return [t for t, name in zip(tests, frame.index) if name in failing]
+        return [t for t, name in zip(tests, frame.index, strict=True) if name in failing]
 
 
 def validate_split(frame: pd.DataFrame, split: str, contract: DataContract) -> list[Failure]:
@@ -240,9 +265,13 @@ def _describe(result: Any, frame: pd.DataFrame, contract: DataContract) -> str:
     if "unexpected_count" in res:
         values = [float(f"{v:.6g}") if isinstance(v, float) else v for v in (res.get("partial_unexpected_list") or [])[:SHOWN]]
         rows = list(res.get("partial_unexpected_index_list") or [])[:SHOWN]
-        allowed = (f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}] (ranges.{column} in the data contract)"
-                   if "max_value" in kwargs else
-                   f"; allowed {kwargs['value_set']} (the indices of classes in the data contract)" if "value_set" in kwargs else "")
+        allowed = (
+            f"; allowed [{kwargs['min_value']:.6g}, {kwargs['max_value']:.6g}] (ranges.{column} in the data contract)"
+            if "max_value" in kwargs
+            else f"; allowed {kwargs['value_set']} (the indices of classes in the data contract)"
+            if "value_set" in kwargs
+            else ""
+        )
         return f"{res['unexpected_count']} of {res.get('element_count')} rows; values {values}{allowed}; rows {rows}"
     if "observed_value" in res and "min_value" in kwargs:  # the row count
         rows = res["observed_value"]

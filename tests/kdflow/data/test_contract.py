@@ -58,8 +58,18 @@ def test_auto_min_rows_is_one_row_per_class_and_the_reference_counts_are_train_s
     auto = learn(train, SCHEMA, "0" * 32, tolerance=0.5, proportion_tolerance=0.1, min_rows="auto", max_rows=1000)
     assert auto.min_rows == 3  # three classes
     two = Schema(["x0"], "label", ["a", "b"])
-    assert learn(Split(np.arange(10, dtype=np.float32)[:, None], np.arange(10) % 2), two, "0" * 32, tolerance=0.5,
-                 proportion_tolerance=0.1, min_rows="auto", max_rows=100).min_rows == 2
+    assert (
+        learn(
+            Split(np.arange(10, dtype=np.float32)[:, None], np.arange(10) % 2),
+            two,
+            "0" * 32,
+            tolerance=0.5,
+            proportion_tolerance=0.1,
+            min_rows="auto",
+            max_rows=100,
+        ).min_rows
+        == 2
+    )
     assert np.allclose(reference_counts(auto), np.bincount(train.y), atol=0.01)  # proportions x 400 rows
 
 
@@ -67,12 +77,10 @@ def test_bounds_round_outwards_and_constant_features_get_room():
     x = np.full((10, 2), 0.3, dtype=np.float32)  # float32 0.3 is 0.30000001...
     x[:, 1] = np.linspace(123457.0, 123457.4, 10)
     two = Schema(["x0", "x1"], "label", ["a", "b"])
-    c = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.0, proportion_tolerance=0.1,
-              min_rows=1, max_rows=100)
+    c = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.0, proportion_tolerance=0.1, min_rows=1, max_rows=100)
     low, high = c.bounds()
     assert (low <= x.min(0)).all() and (high >= x.max(0)).all()  # train always fits its own contract
-    loose = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
-                  min_rows=1, max_rows=100)
+    loose = learn(Split(x, np.arange(10) % 2), two, "0" * 32, tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
     low, high = loose.ranges["x0"]
     assert low < 0.3 - 0.4 and high > 0.3 + 0.4  # constant: 0.5 x max(|v|, 1) of room
 
@@ -81,8 +89,11 @@ def test_a_kept_contract_of_other_data_is_refused(tmp_path):
     c = contract_of(split())
     check_matches(c, SCHEMA, tmp_path / "c.yaml")
     wider = Schema([*SCHEMA.features, "height"], "species", SCHEMA.classes)
-    with pytest.raises(ContractError, match=r"learnt from other data \(features: the contract has 3 \['age', .*"
-                                            r"the data 4 \[.*'height'\]\)\. Delete it"):
+    with pytest.raises(
+        ContractError,
+        match=r"learnt from other data \(features: the contract has 3 \['age', .*"
+        r"the data 4 \[.*'height'\]\)\. Delete it",
+    ):
         check_matches(c, wider, tmp_path / "c.yaml")
     renamed = Schema(["age", "income", "colour=red"], "kind", ["a", "b", "d"])
     with pytest.raises(ContractError) as info:
@@ -101,21 +112,38 @@ def test_feature_names_must_be_unique_and_not_the_label():
 
 def test_a_new_category_is_named_before_it_can_shift_the_codes(tmp_path):
     schema = Schema(["tenure", "region"], "churned", ["no", "yes"], {"region": ["east", "north", "west"]})
-    c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), schema, "0" * 32,
-              tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
+    c = learn(
+        Split(np.zeros((10, 2), np.float32), np.arange(10) % 2),
+        schema,
+        "0" * 32,
+        tolerance=0.5,
+        proportion_tolerance=0.1,
+        min_rows=1,
+        max_rows=100,
+    )
     assert c.categories == {"region": ["east", "north", "west"]}
     write(c, tmp_path / "c.yaml")
     assert read(tmp_path / "c.yaml") == c
     grown = Schema(schema.features, schema.label, schema.classes, {"region": ["central", "east", "north", "west"]})
-    with pytest.raises(ContractError, match=r"categorical column 'region': the contract's categories are "
-                                            r"\['east', 'north', 'west'\], the data's \['central', .*\] \(new: \['central'\]\)"):
+    with pytest.raises(
+        ContractError,
+        match=r"categorical column 'region': the contract's categories are "
+        r"\['east', 'north', 'west'\], the data's \['central', .*\] \(new: \['central'\]\)",
+    ):
         check_matches(c, grown, tmp_path / "c.yaml")
 
 
 def test_names_are_written_as_they_are(tmp_path):
     named = Schema(["日本", "größe"], "label", ["a", "b"])
-    c = learn(Split(np.zeros((10, 2), np.float32), np.arange(10) % 2), named, "0" * 32,
-              tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
+    c = learn(
+        Split(np.zeros((10, 2), np.float32), np.arange(10) % 2),
+        named,
+        "0" * 32,
+        tolerance=0.5,
+        proportion_tolerance=0.1,
+        min_rows=1,
+        max_rows=100,
+    )
     write(c, tmp_path / "c.yaml")
     assert "  日本: [-0.5, 0.5]" in (tmp_path / "c.yaml").read_text(encoding="utf-8") and read(tmp_path / "c.yaml") == c
 
@@ -124,9 +152,9 @@ def test_pixels_share_one_range_so_a_pixel_dark_in_every_training_image_may_ligh
     x = np.zeros((20, 4), np.float32)
     x[:, :2] = np.linspace(0.0, 1.0, 20)[:, None]  # pixels 2 and 3 are dark in every training image
     pixels = Schema([f"pixel_0_{c}" for c in range(4)], "label", ["a", "b"], shared_scale=True)
-    c = learn(Split(x, np.arange(20) % 2), pixels, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
-              min_rows=1, max_rows=100)
+    c = learn(Split(x, np.arange(20) % 2), pixels, "0" * 32, tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100)
     assert c.ranges == {"*": (-0.5, 1.5)} and not c.per_feature
     columns = Schema(pixels.features, "label", ["a", "b"])  # a table's columns each keep their own
-    assert learn(Split(x, np.arange(20) % 2), columns, "0" * 32, tolerance=0.5, proportion_tolerance=0.1,
-                 min_rows=1, max_rows=100).ranges["pixel_0_3"] == (-0.5, 0.5)
+    assert learn(
+        Split(x, np.arange(20) % 2), columns, "0" * 32, tolerance=0.5, proportion_tolerance=0.1, min_rows=1, max_rows=100
+    ).ranges["pixel_0_3"] == (-0.5, 0.5)

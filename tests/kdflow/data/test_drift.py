@@ -10,11 +10,13 @@ NAMES = [f"x{i}" for i in range(6)]
 def sample(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
     """Four continuous features and two discrete ones (a 1-5 scale and a rare binary flag)."""
     rng = np.random.default_rng(seed)
-    x = np.column_stack([
-        rng.normal(size=(n, 4)),
-        rng.integers(1, 6, n),
-        rng.uniform(size=n) < 0.05,
-    ]).astype(np.float32)
+    x = np.column_stack(
+        [
+            rng.normal(size=(n, 4)),
+            rng.integers(1, 6, n),
+            rng.uniform(size=n) < 0.05,
+        ]
+    ).astype(np.float32)
     x[:, 0] += shift
     return x
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from kdflow.data.splits import Split
 from kdflow.data.leakage import exact_duplicates
+from kdflow.data.splits import Split
 
 
 def test_finds_rows_shared_between_splits_with_their_indices():
@@ -10,10 +10,14 @@ def test_finds_rows_shared_between_splits_with_their_indices():
     test_x = rng.normal(size=(10, 4)).astype(np.float32)
     test_x[3] = train.x[7]
     test_x[8] = train.x[2]
-    splits = {"train": train, "val": Split(rng.normal(size=(5, 4)).astype(np.float32), np.ones(5, dtype=np.int64)), "test": Split(test_x, np.ones(10, dtype=np.int64))}
+    splits = {
+        "train": train,
+        "val": Split(rng.normal(size=(5, 4)).astype(np.float32), np.ones(5, dtype=np.int64)),
+        "test": Split(test_x, np.ones(10, dtype=np.int64)),
+    }
     (leak,) = exact_duplicates(splits)
     assert (leak.first, leak.second, leak.count) == ("train", "test", 2)
-    assert sorted(zip(leak.rows_first, leak.rows_second)) == [(2, 8), (7, 3)]
+    assert sorted(zip(leak.rows_first, leak.rows_second, strict=True)) == [(2, 8), (7, 3)]
     assert "2 sample(s) of train also in test" in leak.describe()
 
 
@@ -39,8 +43,8 @@ def test_clean_splits_have_no_leak():
 def test_near_duplicates_are_found_and_exact_ones_left_to_the_exact_check():
     import numpy as np
 
-    from kdflow.data.splits import Split
     from kdflow.data.leakage import near_duplicates
+    from kdflow.data.splits import Split
 
     rng = np.random.default_rng(0)
     train = rng.normal(size=(500, 20)).astype(np.float32)
@@ -57,14 +61,17 @@ def test_near_duplicates_are_found_and_exact_ones_left_to_the_exact_check():
 def test_conflicting_labels_count_the_rows_outside_the_majority_label_and_group_leaks():
     import numpy as np
 
-    from kdflow.data.splits import Split
     from kdflow.data.leakage import conflicting_labels, group_leaks
+    from kdflow.data.splits import Split
 
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     x[4] = x[1]
     y = np.array([0, 1, 0, 1, 0, 1])  # row 4 repeats row 1 with label 0, not 1
     conflicts = conflicting_labels(Split(x, y), classes=["no", "yes"])
-    assert conflicts.describe() == "1 of 6 rows (16.7%) in train repeat the features of a row with another label: rows(label) 1(yes)<->4(no)"
+    assert (
+        conflicts.describe()
+        == "1 of 6 rows (16.7%) in train repeat the features of a row with another label: rows(label) 1(yes)<->4(no)"
+    )
     assert conflicting_labels(Split(x, np.array([0, 1, 0, 1, 1, 1]))) is None
     # Five identical rows, labelled 1, 1, 1, 0, 0: two rows no model can get right.
     same = np.zeros((5, 2), np.float32)
@@ -78,9 +85,9 @@ def test_conflicting_labels_count_the_rows_outside_the_majority_label_and_group_
 def test_a_target_leak_is_a_feature_credibly_that_accurate_on_its_own():
     import numpy as np
 
-    from kdflow.data.splits import Split
     from kdflow.data.drift import adjust
     from kdflow.data.leakage import rows_to_judge_leaks, target_leaks
+    from kdflow.data.splits import Split
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 2000)

@@ -13,18 +13,17 @@ import json
 import logging
 import re
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.browser import chromium, needs_chromium
 from kdflow.data import offline_docs as data_docs
 from kdflow.data.contract import DataContract
-from kdflow.data.validation import Suites, to_frame
 from kdflow.data.offline_docs import FetchError, Package, default_assets, fetch, localise, manifest, ready
+from kdflow.data.validation import Suites, to_frame
+from tests.browser import chromium, needs_chromium
 
 GX_TEMPLATES = Path(importlib.util.find_spec("great_expectations").origin).parent / "render" / "view" / "templates"
 # The src/href of every <script> and <link> of a page or template.
@@ -41,6 +40,7 @@ def snapshot(site: Path) -> dict[Path, str]:
 
 
 # The manifest.
+
 
 def test_the_manifest_replaces_exactly_the_cdn_urls_of_the_gx_templates():
     in_templates = {url for t in GX_TEMPLATES.glob("*.j2") for url in REFERENCE.findall(t.read_text()) if REMOTE.match(url)}
@@ -60,6 +60,7 @@ def test_the_manifest_pins_exact_versions_with_sha512_integrity():
 
 # Fetching, from a fake registry on disk (file:// URLs go through the same urllib code).
 
+
 def tarball(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -77,13 +78,27 @@ def sri(data: bytes) -> str:
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
     """A registry holding one scoped package, and a manifest naming it; returns (registry, package, tarball)."""
-    data = tarball({"package.json": b'{"name": "@scope/pkg"}', "LICENSE": b"MIT", "dist/pkg.min.js": b"ok();",
-                    "dist/pkg.js": b"not listed", "README.md": b"not listed"})
+    data = tarball(
+        {
+            "package.json": b'{"name": "@scope/pkg"}',
+            "LICENSE": b"MIT",
+            "dist/pkg.min.js": b"ok();",
+            "dist/pkg.js": b"not listed",
+            "README.md": b"not listed",
+        }
+    )
     root = tmp_path / "registry"
     (root / "@scope" / "pkg" / "-").mkdir(parents=True)
     (root / "@scope" / "pkg" / "-" / "pkg-1.0.0.tgz").write_bytes(data)
-    package = Package("@scope/pkg", "1.0.0", sri(data), "MIT", ("LICENSE",), ("dist/pkg.min.js",),
-                      {"https://cdn.example.org/pkg.min.js": "dist/pkg.min.js"})
+    package = Package(
+        "@scope/pkg",
+        "1.0.0",
+        sri(data),
+        "MIT",
+        ("LICENSE",),
+        ("dist/pkg.min.js",),
+        {"https://cdn.example.org/pkg.min.js": "dist/pkg.min.js"},
+    )
     monkeypatch.setattr(data_docs, "manifest", lambda: [package])
     monkeypatch.setenv("KDFLOW_NPM_REGISTRY", root.as_uri())
     return root, package, data
@@ -112,9 +127,10 @@ def test_fetch_refuses_a_tarball_that_does_not_match_its_integrity(registry, tmp
 
 
 def test_fetch_refuses_a_tarball_without_a_listed_file_and_leaves_nothing_behind(registry, tmp_path, monkeypatch):
-    _, package, data = registry
-    wrong = Package(package.name, package.version, package.integrity, package.license, package.license_files,
-                    ("dist/missing.js",), {})
+    _, package, _data = registry
+    wrong = Package(
+        package.name, package.version, package.integrity, package.license, package.license_files, ("dist/missing.js",), {}
+    )
     monkeypatch.setattr(data_docs, "manifest", lambda: [wrong])
     with pytest.raises(FetchError, match=r"no \['dist/missing.js'\]"):
         fetch(tmp_path / "assets")
@@ -124,8 +140,10 @@ def test_fetch_refuses_a_tarball_without_a_listed_file_and_leaves_nothing_behind
 def test_the_fetch_command_fails_clearly_when_the_registry_is_unreachable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KDFLOW_NPM_REGISTRY", "http://127.0.0.1:9")  # discard port: nothing listens
     assert data_docs.main(["fetch", "--dest", str(tmp_path / "assets")]) == 1
-    assert "kdflow.data.offline_docs fetch failed: jquery@3.7.1: could not download http://127.0.0.1:9/jquery/-/jquery-3.7.1.tgz" in (
-        capsys.readouterr().err)
+    assert (
+        "kdflow.data.offline_docs fetch failed: jquery@3.7.1: could not download http://127.0.0.1:9/jquery/-/jquery-3.7.1.tgz"
+        in (capsys.readouterr().err)
+    )
 
 
 # Localising a fake site: pages at three depths, as GX lays them out.
@@ -211,8 +229,14 @@ def test_without_complete_assets_the_pages_are_left_as_gx_wrote_them(fake_site, 
 # Real Data Docs, built by kdflow's validate code with the assets that `make setup` fetched.
 
 CONTRACT = DataContract(
-    learnt_from={}, features=["x0", "x1"], ranges={"x0": (-10.0, 10.0), "x1": (-10.0, 10.0)},
-    classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=5, max_rows=1000,
+    learnt_from={},
+    features=["x0", "x1"],
+    ranges={"x0": (-10.0, 10.0), "x1": (-10.0, 10.0)},
+    classes=["0", "1"],
+    class_proportions=[0.5, 0.5],
+    proportion_tolerance=1.0,
+    min_rows=5,
+    max_rows=1000,
 )
 
 
@@ -220,7 +244,9 @@ CONTRACT = DataContract(
 def gx_sites(tmp_path_factory) -> tuple[Path, Path, int]:
     """One validation run's Data Docs as GX writes them, and a copy localised; with the number of references rewritten."""
     if not ready():
-        pytest.skip(f"no Data Docs assets in {default_assets()}: run `python -m kdflow.data.offline_docs fetch` (part of `make setup`)")
+        pytest.skip(
+            f"no Data Docs assets in {default_assets()}: run `python -m kdflow.data.offline_docs fetch` (part of `make setup`)"
+        )
     root = tmp_path_factory.mktemp("gx")
     rng = np.random.default_rng(0)
     frame = to_frame(rng.normal(size=(20, 2)).astype(np.float32), rng.integers(0, 2, 20), CONTRACT)

@@ -76,7 +76,7 @@ def test_one_big_group_does_not_take_the_whole_holdout():
     groups = np.array(["big"] * 400 + [f"p{i // 10}" for i in range(600)])  # one patient: 40 % of rows
     y = np.random.default_rng(2).integers(0, 2, 1000)
     for seed in range(5):
-        keep, held = holdout_indices(y, 0.2, seed, groups)
+        _keep, held = holdout_indices(y, 0.2, seed, groups)
         assert "big" not in set(groups[held]) and abs(len(held) / 1000 - 0.2) < 0.05
 
 
@@ -111,6 +111,6 @@ def test_a_class_that_is_one_set_of_identical_rows_stays_in_train_and_a_big_set_
 
     units = np.array([0] * 30 + [1] * 50 + [2] + [3] * 9)  # class 1: one set; class 0: sets of 50, 1, 9
     y = np.array([1] * 30 + [0] * 60)
-    keep, held = holdout_indices(y, 0.2, 0, same=units)
+    _keep, held = holdout_indices(y, 0.2, 0, same=units)
     assert set(units[held]) & {0} == set() and 1 not in units[held]  # the lone set of class 1 stays
     assert sorted(set(units[held])) in ([2, 3], [3])  # 10 or 9 of class 0's 60 rows, not the set of 50

@@ -8,8 +8,14 @@ from kdflow.data.contract import DataContract
 from kdflow.data.validation import Suites, to_frame, validate_split
 
 CONTRACT = DataContract(
-    learnt_from={}, features=["x0", "x1", "x2"], ranges={"x0": (-10.0, 10.0), "x1": (-10.0, 10.0), "x2": (-10.0, 2.0)},
-    classes=["0", "1", "2"], class_proportions=[1 / 3] * 3, proportion_tolerance=1.0, min_rows=5, max_rows=1000,
+    learnt_from={},
+    features=["x0", "x1", "x2"],
+    ranges={"x0": (-10.0, 10.0), "x1": (-10.0, 10.0), "x2": (-10.0, 2.0)},
+    classes=["0", "1", "2"],
+    class_proportions=[1 / 3] * 3,
+    proportion_tolerance=1.0,
+    min_rows=5,
+    max_rows=1000,
 )
 
 
@@ -58,7 +64,9 @@ def test_extra_column_and_too_few_rows():
     frame = good().head(3).assign(extra=1.0)
     failures = {f.expectation: f for f in validate_split(frame, "train", CONTRACT)}
     assert "unexpected ['extra']" in failures["expect_table_columns_to_match_ordered_list"].details
-    assert failures["expect_table_row_count_to_be_between"].details.startswith("3 rows, below min_rows = 5 (the data contract; validate.min_rows")
+    assert failures["expect_table_row_count_to_be_between"].details.startswith(
+        "3 rows, below min_rows = 5 (the data contract; validate.min_rows"
+    )
 
 
 def test_string_in_numeric_column():
@@ -79,11 +87,18 @@ def test_each_feature_is_held_to_its_own_range():
     frame = good()
     frame.loc[3, "x2"] = 2.5  # inside x0's and x1's range, outside x2's
     failure = only(validate_split(frame, "val", CONTRACT))
-    assert failure.column == "x2" and "values [2.5]; allowed [-10, 2] (ranges.x2 in the data contract); rows [3]" in failure.details
+    assert (
+        failure.column == "x2" and "values [2.5]; allowed [-10, 2] (ranges.x2 in the data contract); rows [3]" in failure.details
+    )
 
 
-NAMED = CONTRACT.model_copy(update={"features": ["age", "income (k$)", "plan=pro"], "label": "churned",
-                                    "ranges": dict(zip(["age", "income (k$)", "plan=pro"], CONTRACT.ranges.values()))})
+NAMED = CONTRACT.model_copy(
+    update={
+        "features": ["age", "income (k$)", "plan=pro"],
+        "label": "churned",
+        "ranges": dict(zip(["age", "income (k$)", "plan=pro"], CONTRACT.ranges.values(), strict=True)),
+    }
+)
 
 
 def test_failures_name_the_users_columns():
@@ -97,25 +112,42 @@ def test_failures_name_the_users_columns():
 
 def test_one_range_for_every_pixel():
     wide = DataContract(
-        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], ranges={"*": (0.0, 1.0)},
-        classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
+        learnt_from={},
+        features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)],
+        ranges={"*": (0.0, 1.0)},
+        classes=["0", "1"],
+        class_proportions=[0.5, 0.5],
+        proportion_tolerance=1.0,
+        min_rows=1,
+        max_rows=100,
     )
     x = np.random.default_rng(0).uniform(size=(6, 400)).astype(np.float32)
     x[2, 21] = 1.5
     failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide), "test", wide))
     assert failure.column == "pixel_1_1"
-    assert failure.details == "1 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_1_1: values [1.5], rows [2]"
+    assert (
+        failure.details
+        == "1 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_1_1: values [1.5], rows [2]"
+    )
 
 
 def test_a_whole_image_set_on_the_wrong_scale_is_one_line():
     wide = DataContract(
-        learnt_from={}, features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)], ranges={"*": (0.0, 1.0)},
-        classes=["0", "1"], class_proportions=[0.5, 0.5], proportion_tolerance=1.0, min_rows=1, max_rows=100,
+        learnt_from={},
+        features=[f"pixel_{r}_{c}" for r in range(20) for c in range(20)],
+        ranges={"*": (0.0, 1.0)},
+        classes=["0", "1"],
+        class_proportions=[0.5, 0.5],
+        proportion_tolerance=1.0,
+        min_rows=1,
+        max_rows=100,
     )
     x = np.full((6, 400), 200.0, np.float32)  # 0-255 pixels against a 0-1 contract
     origin = np.array([f"cats/{i}.png" for i in range(6)])
     failure = only(validate_split(to_frame(x, np.array([0, 1] * 3), wide, origin), "test", wide))
-    assert failure.column is None and failure.details.startswith("2400 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_0_0")
+    assert failure.column is None and failure.details.startswith(
+        "2400 of 2400 values outside [0, 1] (ranges.* in the data contract); first: pixel_0_0"
+    )
     assert "rows ['cats/0.png']" in failure.details and failure.details.endswith("; ...")
 
 
@@ -127,7 +159,11 @@ def test_data_docs_show_every_suite_and_result(tmp_path):
     docs = tmp_path / "docs"
     assert (docs / "index.html").is_file()
     assert sorted(p.name for p in (docs / "expectations").glob("*.html")) == [
-        "train-all-features.html", "train.html", "val-all-features.html", "val.html"]
+        "train-all-features.html",
+        "train.html",
+        "val-all-features.html",
+        "val.html",
+    ]
     results = {p.parent.parent.parent.name: p.read_text() for p in (docs / "validations").rglob("*.html")}
     assert set(results) == {"train", "train-all-features", "val", "val-all-features"}
     text = {name: " ".join(re.sub(r"<[^>]+>", " ", html).split()) for name, html in results.items()}
