@@ -14,10 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kdflow.config import Params
-from kdflow.data.splits import load_split
+from kdflow.data.splits import Schema, load_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report
 from kdflow.io import read_json, write_json
@@ -33,6 +31,7 @@ from kdflow.registry.client import (
 )
 from kdflow.registry.gates import check, check_settings
 from kdflow.registry.lineage import dvc_recorded_hash, file_md5, fingerprint, folder_digest, git_state
+from kdflow.serving.pyfunc import log_student
 from kdflow.text import safe
 from kdflow.training.models import load_checkpoint, trusted_factories
 from tasks import layout
@@ -44,7 +43,6 @@ REPORTS = (layout.METRICS, layout.TEACHER_METRICS, layout.DISTILL_METRICS, layou
 def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str], fp: str, judged_against: str) -> str:
     """Create the MLflow run and the new model version; return the version number."""
     import mlflow
-    from mlflow.models import infer_signature
 
     cfg = params.register_
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
@@ -55,10 +53,7 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
         experiment_id = experiment.experiment_id
 
     student, _ = load_checkpoint(root / layout.STUDENT, trusted_factories(params.teacher.model, params.distill.student))
-    example = torch.from_numpy(load_split(root / layout.SPLIT_FILES["val"]).x[:5])
-    with torch.inference_mode():
-        output = student(example).numpy()
-    signature = infer_signature(example.numpy(), output)
+    example = load_split(root / layout.SPLIT_FILES["val"]).x[:5]
 
     run_name = f"kdflow-{lineage['git_commit'][:8]}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
@@ -72,13 +67,16 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
         mlflow.log_artifact(str(root / layout.CONTRACT), artifact_path="data")
         mlflow.log_artifacts(str(root / layout.DATA_DOCS), artifact_path="data_docs")
         mlflow.log_artifacts(str(root / layout.DISTILL_HISTORY.parent), artifact_path="plots")
-        info = mlflow.pytorch.log_model(
+        # Served with labels and probabilities, in torch or onnxruntime, without kdflow (kdflow/serving).
+        info = log_student(
             student,
-            name="student",
-            signature=signature,
-            input_example=example.numpy(),
-            # Given, not inferred: inference is slow and would pick up the whole environment.
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            example,
+            classes=Schema.load(root / layout.SCHEMA).classes,
+            schema=root / layout.SCHEMA,
+            onnx=root / layout.STUDENT_ONNX,
+            int8=root / layout.STUDENT_INT8,
+            serve=params.serve,
+            model_id=run.info.run_id,
         )
         # What serving will load, every file of it, is part of the lineage too.
         with tempfile.TemporaryDirectory() as scratch:

@@ -89,7 +89,10 @@ def test_champion_loads_from_the_registry_by_alias(root, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # not the global setter
     model = mlflow.pyfunc.load_model(f"models:/{TINY['register']['model_name']}@champion")
     batch = np.load(root / layout.SPLIT_FILES["test"])["x"][:4]
-    assert model.predict(batch).shape == (4, 10)
+    answer = model.predict(batch)  # class names and probabilities (kdflow/serving), one row per sample
+    classes = json.loads((root / layout.SCHEMA).read_text())["classes"]
+    assert len(answer) == 4 and set(answer["label"]) <= set(classes)
+    assert np.allclose(answer[[f"proba_{c}" for c in classes]].sum(axis=1), 1.0)
 
 
 def test_second_run_skips_every_stage(root):

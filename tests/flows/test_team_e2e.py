@@ -108,7 +108,10 @@ def test_deployment_loads_the_champion_through_the_proxy(root, stack, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.env()["MLFLOW_TRACKING_URI"])
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     x = np.load(root / layout.SPLIT_FILES["test"])["x"][:5]
-    assert model.predict(x).shape == (5, 10)
+    answer = model.predict(x)  # class names and probabilities (kdflow/serving), one row per sample
+    classes = read_json(root / layout.SCHEMA)["classes"]
+    assert len(answer) == 5 and set(answer["label"]) <= set(classes)
+    assert np.allclose(answer[[f"proba_{c}" for c in classes]].sum(axis=1), 1.0)
 
 
 def test_a_deployment_on_a_work_pool_runs_on_a_worker_and_registers(root, stack):
@@ -136,6 +139,7 @@ def test_a_deployment_on_a_work_pool_runs_on_a_worker_and_registers(root, stack)
     prefect("work-pool", "create", "kdflow", "--type", "process")
     prefect("--no-prompt", "deploy", "--all", KDFLOW_PROJECT_DIR=str(root))
     name = "kdflow-lifecycle-deployed/nightly"
+    assert "*/30 * * * *" in prefect("deployment", "inspect", "kdflow-monitor-deployed/monitor")  # the monitoring beside it
 
     def run_on_a_worker(**parameters) -> object:
         """A run created through the API, then executed by a worker started elsewhere; its final state."""
