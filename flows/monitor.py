@@ -9,9 +9,11 @@ notifications act on), and Failed with the error when the batch cannot be judged
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from pathlib import Path
 from typing import cast
 
+from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +24,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.monitoring import monitor as m
 from kdflow.monitoring.policy import act
-from kdflow.registry.client import CHAMPION, Registry, RegistryError
+from kdflow.registry.client import CHAMPION, Registry
 from kdflow.registry.lineage import file_md5, folder_digest
 from kdflow.text import markdown_inline, safe
 
@@ -57,9 +59,10 @@ def read_batch(root: Path, params: Params, batch: Path, ref: m.Reference, name: 
 
 
 @task(cache_policy=NO_CACHE)
-def fetch_models(params: Params, folder: Path) -> tuple[list[m.Candidate], str | None] | State:
+def fetch_models(params: Params, folder: Path, ref: m.Reference) -> tuple[list[m.Candidate], str | None] | State:
     """The champion and the champion before it, from the registry (checkpoints checked against
-    their registered MD5s); and why the previous one is missing, when it cannot be fetched."""
+    their registered MD5s, and against the data's shape and classes); and why the previous one
+    is left out, when it cannot be fetched or scored (it is context: the champion is judged all the same)."""
     from kdflow.training.models import load_checkpoint, trusted_factories
 
     registry = Registry(params.register_.model_name)
@@ -67,22 +70,29 @@ def fetch_models(params: Params, folder: Path) -> tuple[list[m.Candidate], str |
     if champion is None:
         return Failed(message=f"model {registry.name!r} has no champion to monitor: run the lifecycle first")
     trusted = trusted_factories(params.teacher.model, params.distill.student)
+    shape, classes = ref.train.sample_shape, len(ref.schema.classes)
 
     def load(role: str, version) -> m.Candidate:
         path = registry.download_checkpoint(version, folder / f"v{version.version}.pt")
-        return m.Candidate(role, int(version.version), load_checkpoint(path, trusted)[0])
+        model, meta = load_checkpoint(path, trusted)
+        if list(meta["input_shape"]) != shape or meta["num_classes"] != classes:
+            raise m.NothingToMonitor(
+                f"version {version.version} takes rows of shape {list(meta['input_shape'])} into {meta['num_classes']} "
+                f"classes; the project's data has {shape} and {classes} (it was trained on other data)"
+            )
+        return m.Candidate(role, int(version.version), model)
 
     try:
         candidates = [load("champion", champion)]
     except KdflowError as error:
         return Failed(message=f"the champion cannot be scored: {error}")
     missing = None
-    previous = registry.previous_champion()
+    previous = registry.previous_champion(of=champion)  # of the champion judged, whatever moved since
     if previous is not None:
         try:
             candidates.append(load("previous", previous))
-        except RegistryError as error:
-            missing = f"the previous champion, version {previous.version}, could not be fetched: {error}"
+        except KdflowError as error:
+            missing = f"the previous champion, version {previous.version}, cannot be scored: {error}"
             get_run_logger().warning(missing)
     return candidates, missing
 
@@ -113,20 +123,27 @@ def respond(outcome: m.Outcome, root: Path, params: Params, policy: str | None) 
 
 @task(cache_policy=NO_CACHE)
 def record(outcome: m.Outcome, root: Path, params: Params) -> None:
-    """The reports, the MLflow run, and the champion version's latest monitoring tags."""
+    """The reports, the MLflow run, and the champion version's latest monitoring tags. A registry
+    or tracking server that fails here is a note in the report, not the run's verdict: the batch
+    was judged, and a rollback or retrain may already have happened."""
     m.write_reports(root, outcome)
     version = outcome.reading.champion.version
-    outcome.run_id = m.log_run(outcome, params, version)
-    m.write_reports(root, outcome)  # again, now with the run's id
-    registry = Registry(params.register_.model_name)
-    with registry.writing():
-        if registry.exists(version):
-            registry.tag(version, {
-                "kdflow.monitor.last_at": outcome.name,
-                "kdflow.monitor.last_status": outcome.status,
-                "kdflow.monitor.last_run": outcome.run_id,
-                "kdflow.monitor.last_batch": outcome.batch[:500],
-            })  # fmt: skip
+    try:
+        outcome.run_id = m.log_run(outcome, params, version)
+        registry = Registry(params.register_.model_name)
+        with registry.writing():
+            if registry.exists(version):
+                registry.tag(version, {
+                    "kdflow.monitor.last_at": outcome.name,
+                    "kdflow.monitor.last_status": outcome.status,
+                    "kdflow.monitor.last_run": outcome.run_id,
+                    "kdflow.monitor.last_batch": outcome.batch[:500],
+                })  # fmt: skip
+    except (KdflowError, MlflowException, OSError) as error:
+        note = f"not recorded in MLflow: {type(error).__name__}: {str(error)[:300]}"
+        outcome.notes.append(note)
+        get_run_logger().warning(note)
+    m.write_reports(root, outcome)  # again, with the run's id or the note
 
 
 def _markdown(outcome: m.Outcome, root: Path) -> str:
@@ -167,17 +184,19 @@ def monitor(batch: str, root: str = ".", policy: str | None = None) -> dict | St
     _quiet_refusals()
     params = load_params(project / "params.yaml")
     path = Path(batch) if Path(batch).is_absolute() else project / batch
-    name = m.stamp(project)
     try:
         ref = m.Reference.load(project)
     except KdflowError as error:
         return Failed(message=str(error))
+    name = m.stamp(project)
     read = read_batch(project, params, path, ref, name, return_state=True)
     if not read.is_completed():
+        with suppress(OSError):  # empty unless the contract suites ran: their Data Docs show why
+            (project / m.REPORTS / name).rmdir()
         return Failed(message=read.message or "the batch cannot be read")
     checked = cast(m.Checked, read.result())
     with m.scratch() as folder:
-        fetched = fetch_models(params, Path(folder), return_state=True)
+        fetched = fetch_models(params, Path(folder), ref, return_state=True)
         if not fetched.is_completed():
             return Failed(message=fetched.message or "the registry cannot be read")
         candidates, missing = cast(tuple[list[m.Candidate], str | None], fetched.result())
@@ -214,7 +233,7 @@ def monitor_folder(root: str = ".", policy: str | None = None) -> dict | State:
     seen = read_json(project / SEEN) if (project / SEEN).exists() else {}
     verdicts: dict[str, str] = {}
     for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-        key = str(entry.relative_to(project))
+        key = str(entry.relative_to(project)) if entry.is_relative_to(project) else str(entry)
         digest = _digest(entry)
         if seen.get(key) == digest:
             continue

@@ -308,10 +308,13 @@ def serve(
     from flows.lifecycle import lifecycle
     from flows.monitor import monitor_folder
 
-    deployments: list[Any] = [lifecycle.to_deployment(name=name, cron=cron, parameters={"root": str(root)})]
-    every = monitor_cron or load_params(root / "params.yaml").monitor.schedule.cron
-    if every:
-        deployments.append(monitor_folder.to_deployment(name=f"{name}-monitor", cron=every, parameters={"root": str(root)}))
+    # One run of each at a time, as prefect.yaml says: a retrain can outlast the monitor's period.
+    deployments: list[Any] = [lifecycle.to_deployment(name=name, cron=cron, parameters={"root": str(root)}, concurrency_limit=1)]
+    every = monitor_cron if monitor_cron is not None else load_params(root / "params.yaml").monitor.schedule.cron
+    if every:  # --monitor-cron "" turns it off
+        deployments.append(
+            monitor_folder.to_deployment(name=f"{name}-monitor", cron=every, parameters={"root": str(root)}, concurrency_limit=1)
+        )
     serve_all(*deployments)
 
 

@@ -422,7 +422,7 @@ class RetrainConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    cron: str | None = None  # the monitoring deployment's schedule (prefect.yaml reads it too); null: none
+    cron: str | None = None  # `kdflow serve`'s monitoring schedule (prefect.yaml's is its own); null: none
     folder: str = "data/incoming"  # new batches (files or folders) land here; each is monitored once
 
 

@@ -7,10 +7,11 @@ A batch is in the format of the training source (``prepare.dataset``), labels op
   category the model never saw is an error, not a silent new column); the label column is
   optional; other columns are ignored.
 - ``npz`` and the bundled datasets (``mnist1d``, ``digits``): an .npz archive with ``x`` (as
-  the prepared splits hold it) and optionally ``y`` (class names or indices).
+  the prepared splits hold it) and optionally ``y``, the class names as the training source
+  gave them (numbers for MNIST-1D and digits, whose classes are "0" to "9").
 - ``images``: a folder of PNG/JPEG files (unlabelled), or one sub-folder per class (labelled).
 - the inference log the served model writes (``serve.inference_log``): a folder of Parquet
-  files with the schema's (encoded) feature columns and ``kdflow_*`` output columns; a
+  files (or one of them) with the schema's (encoded) feature columns and ``kdflow_*`` output columns; a
   column named as the training label, when someone joined the true labels in, is used.
 
 Anything unreadable is a `DataError` naming the file, the column or the rows, as `prepare`'s.
@@ -137,23 +138,26 @@ def _parquet_or_csv(folder: Path) -> list[Path]:
     )
 
 
+def _log_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else [p for p in sorted(path.rglob("*.parquet")) if not p.name.startswith(".")]
+
+
 def is_inference_log(path: Path) -> bool:
-    """A folder of Parquet files written by the served model (they have its ``kdflow_label`` column)."""
-    if not path.is_dir():
-        return False
+    """Parquet written by the served model (a file, or a folder of them): it has the ``kdflow_label`` column."""
     import pyarrow.parquet as pq
 
-    for file in sorted(path.rglob("*.parquet")):
-        if not file.name.startswith("."):
-            try:
-                return LOG_MARKER in pq.read_schema(file).names
-            except (OSError, ValueError):
-                return False
+    if path.suffix.lower() != ".parquet" and not path.is_dir():
+        return False
+    for file in _log_files(path)[:1]:
+        try:
+            return LOG_MARKER in pq.read_schema(file).names
+        except (OSError, ValueError):
+            return False
     return False
 
 
 def _read_log(folder: Path, schema: Schema, shape: list[int]) -> Batch:
-    files = [p for p in sorted(folder.rglob("*.parquet")) if not p.name.startswith(".")]
+    files = _log_files(folder)
     frames = []
     for file in files:
         try:
@@ -165,7 +169,8 @@ def _read_log(folder: Path, schema: Schema, shape: list[int]) -> Batch:
             raise DataError(
                 f"{file}: an inference log without the model's feature column(s) {missing[:10]}: another model's log?"
             )
-        frame["kdflow_origin"] = [f"{file.relative_to(folder)}:{i}" for i in range(len(frame))]
+        name = file.name if file == folder else str(file.relative_to(folder))
+        frame["kdflow_origin"] = [f"{name}:{i}" for i in range(len(frame))]
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     x = frame[schema.features].to_numpy(np.float32)

@@ -14,10 +14,13 @@ the `kdflow-monitor` flow (flows/monitor.py) runs them:
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from kdflow.config import Params
 from kdflow.data.contract import DataContract
@@ -30,6 +33,7 @@ from kdflow.monitoring.batch import Batch, load_batch
 from kdflow.monitoring.signals import (
     ModelReading,
     Outputs,
+    better_on_batch,
     confidence_shift,
     labelled_figures,
     logits,
@@ -81,13 +85,18 @@ class Checked:
 
 
 def stamp(root: Path) -> str:
-    """A fresh report name under reports/monitor: the UTC time, with a suffix if it is taken."""
+    """A fresh report name under reports/monitor, reserved by creating its folder (two monitors
+    in the same second get two names): the UTC time, with a suffix if it is taken."""
     base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name, n = base, 1
-    while (root / REPORTS / f"{name}.json").exists() or (root / REPORTS / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    (root / REPORTS).mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        try:
+            (root / REPORTS / name).mkdir()
+            return name
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def read(root: Path, params: Params, path: Path, ref: Reference, name: str) -> Checked:
@@ -126,6 +135,9 @@ class Reading:
     alpha: float
     classes: list[str]
     test_shares: dict[int, list[float]] = field(default_factory=dict)  # version -> predicted shares on test
+    # with labels and a previous champion: its accuracy minus the champion's on the batch, with
+    # a 95 % paired interval (what a rollback would gain on these rows)
+    previous_gain: tuple[float, float, float] | None = None
 
     def drifted(self) -> list[Test]:
         """The features whose drift fails (surprising and at least the floor), most surprising first."""
@@ -161,14 +173,21 @@ class Candidate:
 
 def score(batch: Batch, ref: Reference, candidates: list[Candidate], params: Params) -> Reading:
     """Drift of the batch, and each candidate on it against its own test answers."""
+    from kdflow.data.checks import units
+    from kdflow.data.splits import content_ids
+
     cfg = params.monitor
     flat = lambda x: x.reshape(len(x), -1)
-    drift = feature_drift(flat(ref.train.x), flat(batch.x), ref.schema.features, "batch", cfg.drift_min_effect)
-    readings, test_shares = [], {}
+    # Identical rows (a request retried, an input sent twice) count as one observation, as `validate` counts them.
+    batch_units = content_ids(flat(batch.x))
+    sets = (units(ref.train), batch_units if batch_units is not None else np.arange(len(batch)))
+    drift = feature_drift(flat(ref.train.x), flat(batch.x), ref.schema.features, "batch", cfg.drift_min_effect, sets)
+    readings, test_shares, answers = [], {}, []
     k = len(ref.schema.classes)
     for c in candidates:
         on_test = Outputs.of(logits(c.model, ref.test.x))  # type: ignore[arg-type]
         on_batch = Outputs.of(logits(c.model, batch.x))  # type: ignore[arg-type]
+        answers.append(on_batch)
         label = f"{c.role} (version {c.version})"
         reading = ModelReading(
             c.role,
@@ -190,12 +209,18 @@ def score(batch: Batch, ref: Reference, candidates: list[Candidate], params: Par
                 cfg.bootstrap_resamples,
             )
         readings.append(reading)
-    # One family: the chance that a healthy batch raises any alarm is monitor.alpha.
-    adjusted = adjust(drift + [t for r in readings for t in r.tests])
-    drift, rest = adjusted[: len(drift)], adjusted[len(drift) :]
-    for r in readings:
-        r.tests, rest = rest[: len(r.tests)], rest[len(r.tests) :]
-    return Reading(len(batch), batch.y is not None, drift, readings, cfg.alpha, ref.schema.classes, test_shares)
+    # The batch's drift and the champion's shifts are one family: the chance that a healthy batch
+    # raises any of these alarms is monitor.alpha. The previous champion's are a family of their
+    # own, so that whether there is one does not change the champion's verdict.
+    champion = readings[0]
+    adjusted = adjust(drift + champion.tests)
+    drift, champion.tests = adjusted[: len(drift)], adjusted[len(drift) :]
+    for r in readings[1:]:
+        r.tests = adjust(r.tests)
+    result = Reading(len(batch), batch.y is not None, drift, readings, cfg.alpha, ref.schema.classes, test_shares)
+    if batch.y is not None and len(answers) > 1:
+        result.previous_gain = better_on_batch(answers[1], answers[0], batch.y, cfg.bootstrap_resamples)
+    return result
 
 
 @dataclass
@@ -251,6 +276,9 @@ class Outcome:
             },
             "models": [m.as_dict(r.alpha) | {"test_shares": r.test_shares.get(m.version)} for m in r.models],
             "previous_healthy": None if r.previous is None else not r.previous.alarms(r.alpha, r.labelled),
+            "previous_gain": None
+            if r.previous_gain is None
+            else dict(zip(("accuracy", "low", "high"), r.previous_gain, strict=True)),
             "data_docs": self.data_docs,
             "mlflow_run_id": self.run_id,
             "notes": self.notes,

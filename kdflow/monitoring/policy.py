@@ -4,30 +4,30 @@
   what Prefect automations and notifications act on (and `kdflow monitor` exits 2).
 - ``rollback``: move `champion` back to the previous champion, only when the alarm is about the
   champion's own answers (input drift alone is not cured by another model, which sees the same
-  inputs) and the previous champion is healthy on the same batch. The move is the registry's
+  inputs) and the previous champion is healthy on the same batch (and, with labels, more
+  accurate on it than the champion: the whole 95 % paired interval of the difference above 0). The move is the registry's
   own rollback: verified bytes, under the registry lock, recorded in the audit trail with the
   batch, the report and the reasons. Otherwise it says why it did not.
 - ``retrain``: start the lifecycle flow, which retrains on the training source as it is *now*.
   New labelled data must be brought into that source first (README, "After deployment"), or
-  the same data would give the same model. So a retrain is refused when the training data
-  (the prepare settings and every file under data/raw) is the same as at the last retrain the
-  monitor started, and within `monitor.retrain.cooldown_hours` of it: no loop of retrains.
+  the same data would give the same model. So a retrain is refused when DVC finds stage
+  `prepare` up to date (the files under data/raw and the prepare settings are what the last
+  lifecycle run trained on), and within `monitor.retrain.cooldown_hours` of the last retrain
+  the monitor started, failed or not: no loop of retrains.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kdflow.config import Params
+from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.monitoring.monitor import REPORTS, Action, Outcome
 from kdflow.registry.audit import MAX_REASON
-from kdflow.registry.client import Registry, RegistryError
-from kdflow.registry.lineage import folder_digest
+from kdflow.registry.client import Registry
 
 RETRAINS = REPORTS / "retrains.json"  # the retrains the monitor started, oldest first
 RAW = Path("data/raw")
@@ -41,7 +41,8 @@ def reason(outcome: Outcome, root: Path) -> str:
 
 
 def rollback(outcome: Outcome, root: Path, registry: Registry) -> Action:
-    """Roll back when the champion's answers alarm and the previous champion is healthy on the batch."""
+    """Roll back when the champion's answers alarm and the previous champion is healthy on the
+    batch (and, with labels, more accurate on it than the champion: the whole paired interval above 0)."""
     r = outcome.reading
     own = r.champion.alarms(r.alpha, r.labelled)
     if not own:
@@ -54,43 +55,64 @@ def rollback(outcome: Outcome, root: Path, registry: Registry) -> Action:
     if bad := previous.alarms(r.alpha, r.labelled):
         return Action("rollback", False, f"not rolled back: the previous champion, version {previous.version}, is not "
                       f"healthy on this batch either: {'; '.join(bad)}")  # fmt: skip
+    if r.previous_gain is not None and r.previous_gain[1] <= 0:
+        gain, low, high = r.previous_gain
+        return Action("rollback", False, f"not rolled back: the previous champion, version {previous.version}, is not "
+                      f"more accurate than the champion on this batch (difference {gain:+.3f}, 95 % interval "
+                      f"{low:+.3f} to {high:+.3f})")  # fmt: skip
     try:
-        demoted, restored = registry.rollback(reason(outcome, root), verify=True, to=previous.version)
-    except RegistryError as error:
+        demoted, restored = registry.rollback(reason(outcome, root), verify=True, to=previous.version, current=r.champion.version)
+    except KdflowError as error:
         return Action("rollback", False, f"not rolled back: {error}")
+    gained = f", {r.previous_gain[0]:+.3f} accuracy on it" if r.previous_gain is not None else ""
     return Action("rollback", True, f"champion rolled back from version {demoted.version} to version {restored.version}, "
-                  "which is healthy on this batch (recorded in the audit trail)")  # fmt: skip
+                  f"which is healthy on this batch{gained} (recorded in the audit trail)")  # fmt: skip
 
 
-def training_data(root: Path, params: Params) -> str:
-    """The identity of what a retrain would train on: the prepare settings and every file under data/raw."""
-    digest = hashlib.sha256(json.dumps(params.prepare.model_dump(mode="json"), sort_keys=True).encode())
-    if (root / RAW).is_dir():
-        digest.update(folder_digest(root / RAW).encode())
-    return digest.hexdigest()
+def data_unchanged(root: Path) -> bool:
+    """Whether DVC finds stage `prepare` up to date: the training data (the files under data/raw
+    and the prepare settings) is what the last lifecycle run trained on, so retraining would give
+    the same model. False when it cannot tell (no DVC project, prepare never run)."""
+    if not (root / "dvc.lock").exists():
+        return False
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return not repo.status(targets=["prepare"], with_deps=True)
 
 
 def retrain(outcome: Outcome, root: Path, params: Params, start: Callable[[], tuple[bool, str]]) -> Action:
     """Start the lifecycle (`start`) unless the guard says no; every start is recorded first."""
+    from filelock import FileLock
+
     ledger = root / RETRAINS
-    past = read_json(ledger) if ledger.exists() else []
-    data = training_data(root, params)
-    now = datetime.now(UTC)
-    if past:
-        last = past[-1]
-        since = now - datetime.fromisoformat(last["at"])
-        cooldown = timedelta(hours=params.monitor.retrain.cooldown_hours)
-        if since < cooldown:
-            return Action("retrain", False, f"not retrained: the last retrain the monitor started was at {last['at']}, "
-                          f"within monitor.retrain.cooldown_hours = {params.monitor.retrain.cooldown_hours:g}")  # fmt: skip
-        if last["data"] == data:
-            return Action("retrain", False, f"not retrained: the training data is the same as at the retrain of {last['at']} "
-                          "and would give the same model; bring the new labelled data into the training source first "
-                          "(README, After deployment)")  # fmt: skip
-    write_json([*past, {"at": now.isoformat(timespec="seconds"), "batch": outcome.batch, "report": outcome.name, "data": data}],
-               ledger)  # fmt: skip
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(ledger.with_name(".retrains.lock")))
+    with lock:  # two monitors never both start one
+        past = read_json(ledger) if ledger.exists() else []
+        now = datetime.now(UTC)
+        if past:
+            last = past[-1]
+            since = now - datetime.fromisoformat(last["at"])
+            if since < timedelta(hours=params.monitor.retrain.cooldown_hours):
+                return Action("retrain", False, f"not retrained: the last retrain the monitor started was at {last['at']}, "
+                              f"within monitor.retrain.cooldown_hours = {params.monitor.retrain.cooldown_hours:g}")  # fmt: skip
+        if data_unchanged(root):
+            return Action("retrain", False, "not retrained: the training data is what the last lifecycle run trained on "
+                          "(DVC finds stage prepare up to date), so it would give the same model; bring the new labelled "
+                          "data into the training source first (README, After deployment)")  # fmt: skip
+        entry = {"at": now.isoformat(timespec="seconds"), "batch": outcome.batch, "report": outcome.name}
+        write_json([*past, entry], ledger)
     ok, detail = start()
-    return Action("retrain", ok, ("lifecycle run: " if ok else "lifecycle run failed: ") + detail)
+    with lock:
+        past = read_json(ledger)
+        for recorded in past:
+            if recorded == entry:
+                recorded["outcome"] = "completed" if ok else "failed"
+        write_json(past, ledger)
+    return Action(
+        "retrain", ok, ("lifecycle run: " if ok else "lifecycle run failed (the cooldown holds all the same): ") + detail
+    )
 
 
 def act(outcome: Outcome, root: Path, params: Params, registry: Registry, start: Callable[[], tuple[bool, str]],

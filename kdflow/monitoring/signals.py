@@ -7,11 +7,16 @@ a split: a test calibrated to the rows at hand, and an effect-size floor.
   the test split (chi-square; effect: total variation distance), and its **confidence** (the
   top probability) the same way (Kolmogorov-Smirnov). These are the signals when labels are
   missing, which in production is most of the time.
-- All p-values of one batch are corrected together (Holm), so `monitor.alpha` is the chance
-  that a healthy batch raises any alarm.
+- The p-values of the batch's drift and of the champion's shifts are corrected together
+  (Holm), so `monitor.alpha` is the chance that a healthy batch raises any of these alarms
+  (the previous champion's shifts are a family of their own: it is context, and its presence
+  does not change the champion's verdict).
 - **With labels**: accuracy, macro-F1 and ECE on the batch, with 95 % bootstrap intervals,
   against the model's own test figures. An alarm fires when the whole interval is worse than
-  the test figure by more than `monitor.max_drop` (the same logic as the champion gates).
+  the test figure by more than `monitor.max_drop` (the same logic as the champion gates). ECE
+  is compared as its excess over what a calibrated model scores by chance on as many rows
+  (`chance_ece`): it is biased upward on few rows, and a healthy batch of 100 would otherwise
+  alarm most of the time.
 
 The bootstrap resamples the batch's cells rather than its rows (a multinomial draw of the
 confusion matrix; of the calibration bins split by right and wrong, each cell keeping its mean
@@ -33,7 +38,7 @@ from scipy import stats
 from kdflow.data.drift import Test, homogeneity, total_variation
 
 BINS = 15
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "ece": False}
+CHANCE_RESAMPLES = 200  # draws of a calibrated model's answers, for the ECE it scores by chance
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,18 @@ def ece_of(counts: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.abs(gap).sum(-1) / np.maximum(counts.sum((-2, -1)), 1)
 
 
+def chance_ece(counts: np.ndarray, mean: np.ndarray, resamples: int, rng: np.random.Generator) -> float:
+    """The ECE a perfectly calibrated model scores by chance on this many rows with these
+    confidences: each bin's rows right drawn as Binomial(rows, its mean confidence). ECE sums
+    absolute gaps, so it is biased upward, the more the fewer the rows: a calibrated model
+    scores about 0.05 on 100 rows of 10 classes, nearly 0 on 20,000. Judged above this, a small
+    batch is not mistaken for a miscalibrated one."""
+    rows = counts.sum(-1)  # per bin
+    confidence = np.divide((counts * mean).sum(-1), rows, out=np.zeros_like(rows), where=rows > 0)
+    right = rng.binomial(rows.astype(np.int64), np.clip(confidence, 0, 1), size=(resamples, len(rows)))
+    return float((np.abs(rows * confidence - right).sum(-1) / max(rows.sum(), 1)).mean())
+
+
 @dataclass(frozen=True)
 class Figure:
     """One labelled figure of a model on the batch, beside its own test figure."""
@@ -134,11 +151,21 @@ class Figure:
     reference: float  # the model's figure on the test split
     tolerance: float | None  # monitor.max_drop for it; None: not judged
     alarm: bool
+    # ECE only: what a calibrated model scores by chance on the batch's rows and on the test
+    # split's (`chance_ece`); the judgement is on the excess over chance
+    chance: float | None = None
+    reference_chance: float | None = None
 
     def __str__(self) -> str:
+        chance = (
+            f" (a calibrated model scores {self.chance:.3f} by chance on this many rows, {self.reference_chance:.3f} on the test split)"
+            if self.chance is not None and self.reference_chance is not None
+            else ""
+        )
         return (
             f"{self.metric} {self.value:.3f} (95 % interval {self.low:.3f} to {self.high:.3f}) against "
-            f"{self.reference:.3f} on the test split" + (f", tolerance {self.tolerance:g}" if self.tolerance is not None else "")
+            f"{self.reference:.3f} on the test split{chance}"
+            + (f", tolerance {self.tolerance:g}" if self.tolerance is not None else "")
         )
 
 
@@ -154,7 +181,9 @@ def labelled_figures(
     resamples: int, seed: int = 0,
 ) -> list[Figure]:  # fmt: skip
     """Accuracy, macro-F1 and ECE of a model on the labelled batch, with intervals, each judged
-    against its test figure (`reference`) and `tolerances` (`monitor.max_drop`)."""
+    against its test figure (`reference`, with `ece_chance` for the test split's rows) and
+    `tolerances` (`monitor.max_drop`). ECE is judged on its excess over what a calibrated model
+    scores by chance on as many rows (`chance_ece`), on both sides."""
     rng = np.random.default_rng(seed)
     table = confusion(y, outputs.predicted, classes)
     tables = _resampled(table, resamples, rng)
@@ -165,21 +194,44 @@ def labelled_figures(
         "macro_f1": (float(macro_f1_of(table)), macro_f1_of(tables)),
         "ece": (float(ece_of(counts, mean)), ece_of(cells, mean)),
     }
+    chance = chance_ece(counts, mean, CHANCE_RESAMPLES, rng)
     figures = []
     for metric, (point, spread) in estimates.items():
         low, high = (float(v) for v in np.percentile(spread, [2.5, 97.5]))
         tolerance = tolerances.get(metric)
         ref = reference[metric]
-        alarm = tolerance is not None and (high < ref - tolerance if HIGHER_IS_BETTER[metric] else low > ref + tolerance)
+        if metric == "ece":
+            alarm = tolerance is not None and low - chance > ref - reference["ece_chance"] + tolerance
+            figures.append(Figure(metric, point, low, high, ref, tolerance, bool(alarm), chance, reference["ece_chance"]))
+            continue
+        alarm = tolerance is not None and high < ref - tolerance
         figures.append(Figure(metric, point, low, high, ref, tolerance, bool(alarm)))
     return figures
 
 
-def reference_figures(outputs: Outputs, y: np.ndarray, classes: int) -> dict[str, float]:
-    """A model's accuracy, macro-F1 and ECE on the test split, computed as the batch's are."""
+def better_on_batch(first: Outputs, second: Outputs, y: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, float, float]:
+    """How much more accurate `first` is than `second` on the same labelled rows: the difference
+    and its 95 % paired bootstrap interval (a multinomial redraw of the 2 x 2 table of right and
+    wrong answers of the two)."""
+    a, b = (first.predicted == y).astype(np.int64), (second.predicted == y).astype(np.int64)
+    table = np.bincount(a * 2 + b, minlength=4)  # (wrong, wrong), (wrong, right), (right, wrong), (right, right)
+    draws = _resampled(table, resamples, np.random.default_rng(seed))
+    difference = (draws[:, 2] - draws[:, 1]) / max(len(y), 1)
+    low, high = (float(v) for v in np.percentile(difference, [2.5, 97.5]))
+    return float((table[2] - table[1]) / max(len(y), 1)), low, high
+
+
+def reference_figures(outputs: Outputs, y: np.ndarray, classes: int, seed: int = 0) -> dict[str, float]:
+    """A model's accuracy, macro-F1 and ECE on the test split, computed as the batch's are, and
+    the ECE a calibrated model scores by chance on as many rows (``ece_chance``)."""
     table = confusion(y, outputs.predicted, classes)
     counts, mean = calibration_cells(outputs, y)
-    return {"accuracy": float(accuracy_of(table)), "macro_f1": float(macro_f1_of(table)), "ece": float(ece_of(counts, mean))}
+    return {
+        "accuracy": float(accuracy_of(table)),
+        "macro_f1": float(macro_f1_of(table)),
+        "ece": float(ece_of(counts, mean)),
+        "ece_chance": chance_ece(counts, mean, CHANCE_RESAMPLES, np.random.default_rng(seed)),
+    }
 
 
 @dataclass

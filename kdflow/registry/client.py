@@ -410,27 +410,36 @@ class Registry:
             history = history[: history.index(int(current.version))]
         return [v for v in reversed(history) if self.exists(v)]
 
-    def previous_champion(self) -> ModelVersion | None:
-        """The version `rollback` would restore now; None when there is no champion or none before it."""
-        current = self.alias(CHAMPION)
+    def previous_champion(self, of: ModelVersion | None = None) -> ModelVersion | None:
+        """The version `rollback` would restore when `of` (default: the champion now) is champion;
+        None when there is no champion or none before it."""
+        current = of if of is not None else self.alias(CHAMPION)
         earlier = self._earlier_champions(current) if current is not None else []
         return self.version(earlier[0]) if earlier else None
 
-    def rollback(self, reason: str, verify: bool = True, to: int | None = None) -> tuple[ModelVersion, ModelVersion]:
+    def rollback(
+        self, reason: str, verify: bool = True, to: int | None = None, current: int | None = None
+    ) -> tuple[ModelVersion, ModelVersion]:
         """Move `champion` back to the champion before it that still exists; returns (demoted,
         restored). Versions deleted since are skipped. Without `verify` (a version registered
-        before kdflow recorded digests), the move is recorded as forced. With `to`, only if
-        that is the version it would restore (decided under the lock: another writer may have
-        moved `champion` since the caller judged it)."""
+        before kdflow recorded digests), the move is recorded as forced. With `current` and
+        `to`, only if the champion is still `current` and the version restored would be `to`
+        (checked under the lock: another writer may have moved `champion` since the caller
+        judged the two)."""
         audit.check_reason(reason)
         with self.writing():
-            current = self.alias(CHAMPION)
-            if current is None:
+            champion = self.alias(CHAMPION)
+            if champion is None:
                 raise RegistryError(f"model {self.name!r} has no champion to roll back")
-            earlier = self._earlier_champions(current)
+            if current is not None and int(champion.version) != current:
+                raise RegistryError(
+                    f"model {self.name!r}: the champion is now version {champion.version}, not version {current} as "
+                    "judged; the registry changed meanwhile, nothing was rolled back"
+                )
+            earlier = self._earlier_champions(champion)
             if not earlier:
                 raise RegistryError(
-                    f"model {self.name!r}: version {current.version} is the first champion that still exists; "
+                    f"model {self.name!r}: version {champion.version} is the first champion that still exists; "
                     "there is no previous champion to roll back to"
                 )
             if to is not None and earlier[0] != to:
@@ -440,9 +449,9 @@ class Registry:
                 )
             if verify:
                 self.verify(self.version(earlier[0]))  # never restore bytes that are not the ones registered
-            entry = self._record("rollback", earlier[0], int(current.version), reason, forced=not verify)
+            entry = self._record("rollback", earlier[0], int(champion.version), reason, forced=not verify)
             self._apply(entry)
-            return current, self.version(earlier[0])
+            return champion, self.version(earlier[0])
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

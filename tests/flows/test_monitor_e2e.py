@@ -167,11 +167,10 @@ def test_the_scheduled_folder_judges_each_new_batch_once(root):
     assert again.returncode == 0 and "no new batch in data/incoming" in again.stdout
 
 
-def test_retrain_runs_the_lifecycle_once_then_the_guard_holds(root):
+def test_retrain_on_unchanged_training_data_is_refused(root):
     action = alarm(root, "flipped.npz", "--policy", "retrain")["action"]
-    assert action["taken"] and action["detail"].startswith("lifecycle run: ran champion")
-    action = alarm(root, "flipped.npz", "--policy", "retrain")["action"]
-    assert not action["taken"] and "cooldown_hours = 24" in action["detail"]
+    assert not action["taken"] and "DVC finds stage prepare up to date" in action["detail"]
+    assert not (root / "reports/monitor/retrains.json").exists()  # nothing started, nothing to cool down from
 
 
 def test_rollback_is_refused_when_the_previous_champion_is_not_healthy_either(root):
@@ -183,7 +182,7 @@ def test_rollback_is_refused_when_the_previous_champion_is_not_healthy_either(ro
 
 def test_rollback_to_a_previous_champion_healthy_on_the_batch(root):
     report = alarm(root, "v1_right.npz", "--policy", "rollback")
-    assert report["action"]["taken"] and report["previous_healthy"]
+    assert report["action"]["taken"] and report["previous_healthy"] and report["previous_gain"]["low"] > 0.9
     assert report["action"]["detail"].startswith("champion rolled back from version 2 to version 1")
     reg = registry(root)
     assert int(reg.alias(CHAMPION).version) == 1

@@ -116,3 +116,5 @@ def test_the_inference_log_is_read_with_joined_labels(tmp_path):
     assert batch.kind == "inference log" and batch.y is None and batch.x.tolist() == [[1, 3], [2, 4]]
     frame.assign(label=[1, 1]).to_parquet(day / "010203.000000-1-0.parquet")
     assert load_batch(tmp_path / "log", PrepareConfig(), schema, [2]).y.tolist() == [1, 1]
+    one = load_batch(day / "010203.000000-1-0.parquet", PrepareConfig(), schema, [2])  # a single file of it
+    assert one.kind == "inference log" and one.origin.tolist() == ["010203.000000-1-0.parquet:0", "010203.000000-1-0.parquet:1"]

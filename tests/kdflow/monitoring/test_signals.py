@@ -9,6 +9,7 @@ import torch
 from kdflow.evaluation import metrics
 from kdflow.monitoring.signals import (
     Outputs,
+    better_on_batch,
     calibration_cells,
     confidence_shift,
     confusion,
@@ -85,3 +86,42 @@ def test_prediction_and_confidence_shift():
     unsure = Outputs.of(logits[1000:] / 4)
     shift = confidence_shift("m", reference, unsure, 0.1)
     assert shift.p_value < 1e-10 and shift.statistic > 0.3
+
+
+def calibrated(n: int, rng: np.random.Generator) -> tuple[Outputs, np.ndarray]:
+    """A perfectly calibrated 10-class model's answers: right with exactly its confidence."""
+    confidence = rng.uniform(0.3, 1.0, n).astype(np.float32)
+    predicted = rng.integers(0, 10, n)
+    right = rng.random(n) < confidence
+    y = np.where(right, predicted, (predicted + rng.integers(1, 10, n)) % 10)
+    return Outputs(predicted, confidence), y
+
+
+def test_a_small_healthy_batch_is_not_mistaken_for_a_miscalibrated_one():
+    """ECE is biased upward on few rows (a calibrated model scores about 0.05 on 100): judged on
+    its excess over chance, 100-row batches of a calibrated model alarm at most rarely with the
+    default tolerance, and a batch made overconfident still alarms."""
+    rng = np.random.default_rng(5)
+    test, y_test = calibrated(20_000, rng)
+    ref = reference_figures(test, y_test, 10)
+    alarms = 0
+    for _ in range(40):
+        out, y = calibrated(100, rng)
+        (ece,) = [f for f in labelled_figures(out, y, ref, 10, {"ece": 0.05}, 300) if f.metric == "ece"]
+        assert ece.value > 0.03 and ece.chance > 0.03  # the bias the judgement takes off
+        alarms += ece.alarm
+    assert alarms <= 2
+    out, y = calibrated(1000, rng)
+    overconfident = Outputs(out.predicted, np.minimum(out.confidence + 0.3, 1.0).astype(np.float32))
+    (ece,) = [f for f in labelled_figures(overconfident, y, ref, 10, {"ece": 0.05}, 300) if f.metric == "ece"]
+    assert ece.alarm and "by chance on this many rows" in str(ece)
+
+
+def test_which_of_two_models_is_more_accurate_on_the_same_rows():
+    y = np.arange(200) % 5
+    better = Outputs(y.copy(), np.ones(200, np.float32))
+    worse = Outputs(np.where(np.arange(200) < 60, (y + 1) % 5, y), np.ones(200, np.float32))
+    gain, low, high = better_on_batch(better, worse, y, 500)
+    assert gain == pytest.approx(0.3) and 0.2 < low < gain < high < 0.4
+    same, low, high = better_on_batch(better, better, y, 500)
+    assert same == low == high == 0.0

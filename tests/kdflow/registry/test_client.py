@@ -82,6 +82,22 @@ def test_rollback_walks_back_one_champion_at_a_time(registry):
     assert registry.alias(CHAMPION).version == 1
 
 
+def test_a_rollback_judged_on_a_champion_since_replaced_is_refused(registry):
+    """The monitor judged version 2 and its predecessor 1; meanwhile 2 was rolled back and 3
+    promoted: the trail is [1, 3], whose previous champion is 1 again, yet 3 was never judged."""
+    for v in (1, 2):
+        registry.promote(v, reason=f"v{v}")
+    judged = registry.alias(CHAMPION)
+    assert (int(judged.version), int(registry.previous_champion(of=judged).version)) == (2, 1)
+    registry.rollback("by hand")
+    registry.promote(3, reason="v3")
+    with pytest.raises(RegistryError, match="the champion is now version 3, not version 2 as judged"):
+        registry.rollback("monitor", to=1, current=2)
+    assert registry.alias(CHAMPION).version == 3
+    demoted, restored = registry.rollback("monitor", to=1, current=3)
+    assert (demoted.version, restored.version) == (3, 1)
+
+
 def test_rollback_without_champion_and_unknown_version(registry):
     with pytest.raises(RegistryError, match="no champion"):
         registry.rollback("why")
