@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml requirements.lock kdflow/data/offline_docs.json
 run: setup
 	$(BIN)/kdflow run
 
+# Two workers (CI's two cores), each taking a whole test module at a time (module fixtures
+# build a project once); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e"
