@@ -367,7 +367,8 @@ class EvaluateConfig(_Strict):
 # (tests/kdflow/test_config.py keeps the two equal). Named here, not imported, so that the
 # config, which every stage reads, does not make every stage depend on the axis registry.
 ChampionAxis = Literal[
-    "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc"
+    "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc",
+    "membership_auc",
 ]  # fmt: skip
 Unit = Annotated[float, Field(ge=0, le=1)]
 
@@ -379,6 +380,8 @@ class GatesConfig(_Strict):
     min_student_accuracy: Unit = 0.80
     min_gain_over_control: Annotated[float, Field(ge=-1, le=1)] = 0.0
     max_ece: Unit | None = None
+    # ceiling on the membership attack's AUC (0.5: the model leaks nothing of who was in training)
+    max_membership_auc: Annotated[float, Field(ge=0.5, le=1)] | None = None
     # p95 latency ceiling in ms, per batch size (each must be one of evaluate.latency.batch_sizes)
     max_p95_latency_ms: dict[PositiveInt, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     min_relative_robustness: Annotated[float, Field(ge=0)] | None = None  # corruption accuracy / teacher's

@@ -22,6 +22,7 @@ from kdflow.evaluation.axes import get
 from kdflow.evaluation.compare import compare
 from kdflow.evaluation.compress import OnnxModel, export_onnx, quantize_int8
 from kdflow.evaluation.memory import PeakMemory
+from kdflow.evaluation.privacy import member_rows
 from kdflow.evaluation.robustness import feature_scale
 from kdflow.evaluation.scoring import Scoring, TestBench, measure
 from kdflow.evaluation.seeds import seed_statistics
@@ -83,13 +84,17 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
     schema = Schema.load(root / layout.SCHEMA)
+    train = load_split(root / layout.SPLIT_FILES["train"])
+    members = member_rows(len(train), len(test))  # the membership attack's training rows
     bench = TestBench(
         cfg,
         torch.from_numpy(test.x),
         torch.from_numpy(test.y),
         torch.from_numpy(val.x),
         torch.from_numpy(val.y),
-        scale=feature_scale(load_split(root / layout.SPLIT_FILES["train"]).x),
+        scale=feature_scale(train.x),
+        member_x=torch.from_numpy(train.x[members]),
+        member_y=torch.from_numpy(train.y[members]),
     )
     measured = measured_files(root)  # before anything is loaded: the bytes these figures are about
     names = trusted_factories(params.teacher.model, params.distill.student)
@@ -146,6 +151,9 @@ def run(params: Params, root: Path) -> dict:
         "student_minus_control_accuracy_mean": metrics["seeds"]["student_minus_control_mean"],
         "teacher_minus_student_accuracy": teacher["accuracy"] - student_row["accuracy"],
         "teacher_to_student_macs": teacher["macs"] / student_row["macs"],
+        # membership leakage: did distillation raise it (positive) or lower it, against each?
+        "student_minus_teacher_membership_auc": student_row["membership"]["auc"] - teacher["membership"]["auc"],
+        "student_minus_control_membership_auc": student_row["membership"]["auc"] - control["membership"]["auc"],
         **{f"student_to_teacher_latency_b{b}": p50.read(student_row, b) / p50.read(teacher, b) for b in bench.batch_sizes},
         "latency_threads": cfg.latency.threads,
         "latency_batch_sizes": bench.batch_sizes,

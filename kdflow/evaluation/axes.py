@@ -214,6 +214,18 @@ AXES: tuple[Axis, ...] = (
         help="test vs OOD inputs by maximum softmax probability",
     ),
     Axis("msp_fpr95", "FPR@95", "lower", path=("ood", "msp_fpr95")),
+    # privacy: membership leakage
+    Axis("membership", "membership inference", None, measure=f"{S}:membership", report=False),
+    Axis(
+        "membership_auc",
+        "membership AUC",
+        "lower",
+        path=("membership", "auc"),
+        per_sample=True,
+        summary=True,
+        help="loss-threshold attack, training rows vs test rows: 0.5 leaks nothing, 1.0 gives every training row away",
+        phrase="membership attack AUC",
+    ),
     # fidelity to the teacher, parity of the deployable forms with the float student
     Axis("fidelity", "fidelity to the teacher", None, measure=f"{S}:fidelity", on=BOTH, not_for=NOT_TEACHER, report=False),
     Axis("agreement", "agreement", "higher", path=("fidelity", "agreement"), help="top-1 agreement with the teacher"),

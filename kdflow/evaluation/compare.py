@@ -29,6 +29,9 @@ class SampleResults:
     corruption_correct: np.ndarray  # [n] fraction of the corrupted versions classified right
     adversarial_correct: np.ndarray  # [n] classified right under the PGD attack
     ood_logits: np.ndarray  # [n, classes] on the OOD set (one OOD sample per test sample)
+    # [n] the loss on as many training rows (kdflow.evaluation.privacy): the membership attack's
+    # members; None where not measured (it then reads as no leak)
+    member_loss: np.ndarray | None = None
 
     def per_sample(self, y: np.ndarray, bins: int) -> dict[str, np.ndarray]:
         """The per-sample arrays the bootstrap statistics resample, for labels `y` and `bins` calibration bins."""
@@ -41,6 +44,7 @@ class SampleResults:
         onehot = torch.nn.functional.one_hot(labels, probs.shape[-1]).to(probs.dtype)
         ood = torch.from_numpy(np.ascontiguousarray(self.ood_logits, dtype=np.float32)).softmax(-1)
         boundaries = torch.linspace(0, 1, bins + 1)
+        nll = -logits.log_softmax(-1)[torch.arange(len(y)), labels].double().numpy()
         return {
             "y": y,
             "classes": np.full(len(y), probs.shape[-1]),
@@ -50,12 +54,15 @@ class SampleResults:
             # torchmetrics' bins: [b_i, b_i+1), and a confidence of exactly 1 in a bin of its own
             "bin": (torch.bucketize(probs.max(-1).values, boundaries, right=True) - 1).numpy(),
             "bins": np.full(len(y), bins + 1),
-            "nll": -logits.log_softmax(-1)[torch.arange(len(y)), labels].double().numpy(),
+            "nll": nll,
             "brier": ((probs - onehot) ** 2).sum(-1).double().numpy(),
             "corruption_correct": self.corruption_correct.astype(np.float64),
             "adversarial_correct": self.adversarial_correct.astype(np.float64),
             "msp_in": confidence,
             "msp_out": ood.max(-1).values.numpy(),
+            # the membership attack scores rows by -loss: training rows against test rows
+            "member_loss": self.member_loss if self.member_loss is not None else nll,
+            "other_loss": nll,
         }
 
 
@@ -104,6 +111,14 @@ def _msp_auroc(s: dict, idx: np.ndarray) -> np.ndarray:
     return (ranks[..., :n].sum(-1) - n * (n + 1) / 2) / (n * n)
 
 
+def _membership_auc(s: dict, idx: np.ndarray) -> np.ndarray:
+    """AUC of the loss-threshold membership attack (kdflow.evaluation.privacy), training rows
+    against test rows, both resampled by the same indices."""
+    from kdflow.evaluation.privacy import attack_auc
+
+    return attack_auc(s["member_loss"][idx], s["other_loss"][idx])
+
+
 # The per-sample statistic of every axis compared with the champion (`per_sample` in
 # kdflow.evaluation.axes, which says which way is better; tests keep the two in step).
 STATISTICS: dict[str, Statistic] = {
@@ -115,6 +130,7 @@ STATISTICS: dict[str, Statistic] = {
     "corruption_accuracy": _mean("corruption_correct"),
     "adversarial_accuracy": _mean("adversarial_correct"),
     "msp_auroc": _msp_auroc,
+    "membership_auc": _membership_auc,
 }
 
 

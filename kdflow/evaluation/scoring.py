@@ -16,16 +16,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from kdflow.config import EvaluateConfig
-from kdflow.evaluation import metrics
+from kdflow.evaluation import metrics, privacy
 from kdflow.evaluation.axes import AXES, ONNX, TORCH, Axis
 from kdflow.evaluation.compare import SampleResults
 from kdflow.evaluation.compress import OnnxModel
 from kdflow.evaluation.compress import parity as parity_of
 from kdflow.evaluation.ood import detection, msp, neg_energy, permuted
+from kdflow.evaluation.privacy import losses
 from kdflow.evaluation.robustness import corrupted_sets, fgsm, pgd
 from kdflow.training.loop import predict
 from kdflow.training.models import count_parameters
@@ -41,6 +43,10 @@ class TestBench:
     val_x: torch.Tensor  # for temperature scaling only
     val_y: torch.Tensor
     scale: torch.Tensor | float = 1.0  # unit of noise and attacks per feature (see kdflow.evaluation.robustness)
+    # as many training rows as test rows (kdflow.evaluation.privacy.member_rows): the members
+    # the membership attack tells from the test rows; None: not measured
+    member_x: torch.Tensor | None = None
+    member_y: torch.Tensor | None = None
     corrupted: dict = field(init=False)
     ood_x: torch.Tensor = field(init=False)
     teacher_logits: torch.Tensor | None = None  # set once the teacher is scored: fidelity needs them
@@ -85,6 +91,13 @@ class Scoring:
     def logits(self) -> torch.Tensor:
         """Logits on the test set, ``[n, classes]``; computed once."""
         return predict(self.model, self.bench.x)
+
+    @cached_property
+    def member_loss(self) -> np.ndarray | None:
+        """The loss on each of the bench's training rows (the membership attack's members); computed once."""
+        if self.bench.member_x is None or self.bench.member_y is None:
+            return None
+        return losses(predict(self.model, self.bench.member_x), self.bench.member_y)
 
     @cached_property
     def temperature(self) -> float:
@@ -135,6 +148,7 @@ class Scoring:
             self.corruption_correct.float().mean(0).numpy(),
             (self.pgd_predicted == self.bench.y).numpy(),
             self.ood_logits.numpy(),
+            self.member_loss,
         )
 
     def plot_rows(self) -> None:
@@ -268,6 +282,14 @@ def ood(s: Scoring) -> dict[str, float]:
     energy; a deployable form by maximum softmax probability only."""
     scores = (("msp", msp), ("energy", neg_energy)) if s.kind == TORCH else (("msp", msp),)
     return {f"{name}_{k}": v for name, fn in scores for k, v in detection(fn(s.logits), fn(s.ood_logits)).items()}
+
+
+def membership(s: Scoring) -> dict[str, float] | None:
+    """Membership leakage: the loss-threshold attack's AUC, training rows against test rows, with
+    its 95 % bootstrap interval (kdflow.evaluation.privacy); None without training rows."""
+    if s.member_loss is None:
+        return None
+    return privacy.membership(s.member_loss, losses(s.logits, s.bench.y), s.bench.cfg.bootstrap_resamples)
 
 
 def fidelity(s: Scoring) -> dict[str, float]:

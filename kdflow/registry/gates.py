@@ -158,6 +158,8 @@ def gates_from_config(cfg: GatesConfig) -> list:
     gates: list = [Bound("min_student_accuracy", "accuracy", cfg.min_student_accuracy), BeatsControl(cfg.min_gain_over_control)]
     if cfg.max_ece is not None:
         gates.append(Bound("max_ece", "ece", cfg.max_ece))
+    if cfg.max_membership_auc is not None:
+        gates.append(Bound("max_membership_auc", "membership_auc", cfg.max_membership_auc))
     gates += [Bound(f"max_p95_latency_ms.b{b}", "latency_p95_ms", ms, b) for b, ms in sorted(cfg.max_p95_latency_ms.items())]
     if cfg.min_relative_robustness is not None:
         gates.append(Bound("min_relative_robustness", "relative_robustness", cfg.min_relative_robustness))

@@ -9,6 +9,11 @@ from kdflow.evaluation.ood import detection, msp
 N, K = 600, 5
 
 
+def metrics_nll(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Cross-entropy of each row."""
+    return torch.nn.functional.cross_entropy(logits.double(), y, reduction="none").numpy()
+
+
 def results(rng: np.random.Generator, y: np.ndarray, skill: float) -> SampleResults:
     """Logits that put the true class ahead with a margin that grows with `skill`."""
     logits = rng.normal(size=(len(y), K))
@@ -18,6 +23,7 @@ def results(rng: np.random.Generator, y: np.ndarray, skill: float) -> SampleResu
         corruption_correct=rng.uniform(size=len(y)) < 0.6 + 0.1 * skill,
         adversarial_correct=rng.uniform(size=len(y)) < 0.3 + 0.1 * skill,
         ood_logits=rng.normal(size=(len(y), K)).astype(np.float32),
+        member_loss=rng.exponential(1.0 / (1 + skill), len(y)),  # training rows: lower loss, the more skill
     )
 
 
@@ -41,6 +47,11 @@ def test_axes_on_the_whole_set_agree_with_the_metrics_module(data):
         "corruption_accuracy": r.corruption_correct.mean(),
         "adversarial_accuracy": r.adversarial_correct.mean(),
         "msp_auroc": detection(msp(logits), msp(torch.from_numpy(r.ood_logits)))["auroc"],
+        # the attack's AUC by its definition: how often a training row's loss is below a test row's
+        "membership_auc": float(
+            np.mean(r.member_loss[:, None] < metrics_nll(logits, labels)[None, :])
+            + 0.5 * np.mean(r.member_loss[:, None] == metrics_nll(logits, labels)[None, :])
+        ),
     }
     assert set(expected) == set(STATISTICS)
     for axis, want in expected.items():

@@ -83,6 +83,15 @@ def test_per_axis_gates_each_judge_their_axis():
     assert "student ECE 0.2000 vs ceiling 0.1000" in failing["max_ece"].detail
 
 
+def test_the_membership_gate_caps_the_attack_auc():
+    cfg = GatesConfig(min_student_accuracy=0.5, max_membership_auc=0.6)
+    leaky = {"auc": 0.71, "auc_low": 0.66, "auc_high": 0.76, "members": 500}
+    (verdict,) = [v for v in check(full_metrics(membership=leaky), cfg) if v.gate == "max_membership_auc"]
+    assert not verdict.passed and "student membership attack AUC 0.7100 vs ceiling 0.6000" in verdict.detail
+    tight = leaky | {"auc": 0.52}
+    assert by_name(check(full_metrics(membership=tight), cfg))["max_membership_auc"].passed
+
+
 def test_gates_left_out_are_off():
     assert {v.gate for v in check(full_metrics(), GatesConfig())} == {"min_student_accuracy", "min_gain_over_control"}
 
