@@ -53,10 +53,11 @@ class _QuietStops(logging.Filter):
         return not (record.name == "prefect.task_runs" and record.levelno >= logging.ERROR and expected)
 
 
-def _quiet_stops_on_the_terminal() -> None:
+def on_the_terminal(kind: type[logging.Filter]) -> None:
+    """Add a filter of this kind to Prefect's console handler (once): the Prefect API log keeps everything."""
     for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not any(isinstance(f, _QuietStops) for f in handler.filters):
-            handler.addFilter(_QuietStops())
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(isinstance(f, kind) for f in handler.filters):
+            handler.addFilter(kind())
 
 
 def _retry_unless_stopped(task, task_run, state: State) -> bool:
@@ -126,7 +127,7 @@ def lifecycle(root: str = ".") -> dict[str, bool] | State:
     """
     root = str(Path(root).resolve())
     logger = get_run_logger()
-    _quiet_stops_on_the_terminal()
+    on_the_terminal(_QuietStops)
     # Each stage stops itself at launch.stage_timeout_minutes (tasks/_stage.py); the task's own
     # timeout is only a backstop for a stage that cannot even do that.
     timeout = (load_params(Path(root) / "params.yaml").launch.stage_timeout_minutes + 10) * 60

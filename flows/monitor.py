@@ -19,12 +19,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
+from flows.lifecycle import lifecycle, on_the_terminal
 from kdflow.config import Params, load_params
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.monitoring import monitor as m
 from kdflow.monitoring.policy import act
-from kdflow.registry.client import CHAMPION, Registry
+from kdflow.registry.client import Registry
 from kdflow.registry.lineage import file_md5, folder_digest
 from kdflow.text import markdown_inline, safe
 
@@ -36,12 +37,6 @@ class _QuietRefusals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "prefect.task_runs" and "Task run failed with state: Failed(" in record.getMessage())
-
-
-def _quiet_refusals() -> None:
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not any(isinstance(f, _QuietRefusals) for f in handler.filters):
-            handler.addFilter(_QuietRefusals())
 
 
 ALARM = "alarm"  # the first word of a Failed state's message when an alarm fired (not an error)
@@ -60,40 +55,14 @@ def read_batch(root: Path, params: Params, batch: Path, ref: m.Reference, name: 
 
 @task(cache_policy=NO_CACHE)
 def fetch_models(params: Params, folder: Path, ref: m.Reference) -> tuple[list[m.Candidate], str | None] | State:
-    """The champion and the champion before it, from the registry (checkpoints checked against
-    their registered MD5s, and against the data's shape and classes); and why the previous one
-    is left out, when it cannot be fetched or scored (it is context: the champion is judged all the same)."""
-    from kdflow.training.models import load_checkpoint, trusted_factories
-
-    registry = Registry(params.register_.model_name)
-    champion = registry.alias(CHAMPION)
-    if champion is None:
-        return Failed(message=f"model {registry.name!r} has no champion to monitor: run the lifecycle first")
-    trusted = trusted_factories(params.teacher.model, params.distill.student)
-    shape, classes = ref.train.sample_shape, len(ref.schema.classes)
-
-    def load(role: str, version) -> m.Candidate:
-        path = registry.download_checkpoint(version, folder / f"v{version.version}.pt")
-        model, meta = load_checkpoint(path, trusted)
-        if list(meta["input_shape"]) != shape or meta["num_classes"] != classes:
-            raise m.NothingToMonitor(
-                f"version {version.version} takes rows of shape {list(meta['input_shape'])} into {meta['num_classes']} "
-                f"classes; the project's data has {shape} and {classes} (it was trained on other data)"
-            )
-        return m.Candidate(role, int(version.version), model)
-
+    """The champion and the champion before it (`kdflow.monitoring.monitor.candidates`); a
+    champion that cannot be scored ends the task Failed with the reason."""
     try:
-        candidates = [load("champion", champion)]
+        candidates, missing = m.candidates(params, folder, ref)
     except KdflowError as error:
-        return Failed(message=f"the champion cannot be scored: {error}")
-    missing = None
-    previous = registry.previous_champion(of=champion)  # of the champion judged, whatever moved since
-    if previous is not None:
-        try:
-            candidates.append(load("previous", previous))
-        except KdflowError as error:
-            missing = f"the previous champion, version {previous.version}, cannot be scored: {error}"
-            get_run_logger().warning(missing)
+        return Failed(message=str(error))
+    if missing:
+        get_run_logger().warning(missing)
     return candidates, missing
 
 
@@ -104,8 +73,6 @@ def score_batch(checked: m.Checked, ref: m.Reference, candidates: list[m.Candida
 
 
 def _start_lifecycle(root: Path) -> tuple[bool, str]:
-    from flows.lifecycle import lifecycle
-
     state = lifecycle(root=str(root), return_state=True)
     if not state.is_completed():
         return False, state.message or "see its log"
@@ -181,7 +148,7 @@ def _rows(outcome: m.Outcome) -> list[dict]:
 def monitor(batch: str, root: str = ".", policy: str | None = None) -> dict | State:
     """Judge one batch; Failed with the reasons when an alarm fires (after the policy acted)."""
     project = Path(root).resolve()
-    _quiet_refusals()
+    on_the_terminal(_QuietRefusals)
     params = load_params(project / "params.yaml")
     path = Path(batch) if Path(batch).is_absolute() else project / batch
     try:

@@ -65,14 +65,34 @@ class Loaded:
         )
 
 
+def numeric_label_names(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
+    """Labels that are all numbers, as class names (3.0 is class "3") and as numbers; None
+    when any is not a number."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not numbers.notna().all():
+        return None
+    return numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v)), numbers
+
+
+def refuse_unknown(values: pd.Series, allowed: list[str], where: str, what: str, after: str = "") -> None:
+    """Raise `DataError` when `values` hold anything outside `allowed`: how many, which (a few),
+    and in which rows; `what` says what they are outside of."""
+    unknown = ~values.isin(allowed)
+    if unknown.any():
+        rows = np.flatnonzero(unknown.to_numpy())
+        raise DataError(
+            f"{where} has {rows.size} value(s) {what}: {sorted(set(values[unknown]))[:SHOWN]} in rows "
+            f"{rows[:SHOWN].tolist()}{after}"
+        )
+
+
 def _labels(values: pd.Series | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
     values = pd.Series(values)
     if values.isna().any():
         rows = np.flatnonzero(values.isna().to_numpy())[:SHOWN].tolist()
         raise DataError(f"{where}: {int(values.isna().sum())} row(s) without a label, rows {rows}")
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all():  # numeric labels: numeric order, and 3.0 is class "3"
-        names = numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
+    if (numeric := numeric_label_names(values)) is not None:  # numeric labels: numeric order
+        names, numbers = numeric
         order = dict(zip(names, numbers, strict=True))
         classes = sorted(set(names), key=lambda name: order[name])
     else:
@@ -132,13 +152,7 @@ def _encode(frame: pd.DataFrame, rules: dict[str, str | list[str]], path: Path) 
         values = out.pop(column).astype(str).str.strip()
         categories = sorted(values.unique())
         if isinstance(rule, list):
-            unknown = ~values.isin(rule)
-            if unknown.any():
-                rows = np.flatnonzero(unknown.to_numpy())
-                raise DataError(
-                    f"{path}: categorical column {column!r} has {rows.size} value(s) outside its declared order "
-                    f"{rule}: {sorted(set(values[unknown]))[:SHOWN]} in rows {rows[:SHOWN].tolist()}"
-                )
+            refuse_unknown(values, rule, f"{path}: categorical column {column!r}", f"outside its declared order {rule}")
             categories, rule = rule, "ordinal"
         levels[column] = list(categories)
         if rule == "ordinal":

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import bootstrap, rankdata
+from scipy.stats import bootstrap
 
 from kdflow.evaluation.axes import COMPARED, get
+from kdflow.evaluation.privacy import attack_auc, rank_auroc
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,12 @@ def _macro_f1(s: dict, idx: np.ndarray) -> np.ndarray:
 def _msp_auroc(s: dict, idx: np.ndarray) -> np.ndarray:
     """AUROC of maximum-softmax-probability scores, test (positive) vs OOD, from ranks
     (Mann-Whitney U; ties count one half)."""
-    inside, outside = s["msp_in"][idx], s["msp_out"][idx]
-    n = idx.shape[-1]
-    ranks = rankdata(np.concatenate([inside, outside], axis=-1), axis=-1)
-    return (ranks[..., :n].sum(-1) - n * (n + 1) / 2) / (n * n)
+    return rank_auroc(s["msp_in"][idx], s["msp_out"][idx])
 
 
 def _membership_auc(s: dict, idx: np.ndarray) -> np.ndarray:
     """AUC of the loss-threshold membership attack (kdflow.evaluation.privacy), training rows
     against test rows, both resampled by the same indices."""
-    from kdflow.evaluation.privacy import attack_auc
-
     return attack_auc(s["member_loss"][idx], s["other_loss"][idx])
 
 

@@ -24,12 +24,18 @@ def losses(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return F.cross_entropy(logits.float(), y, reduction="none").double().numpy()
 
 
-def attack_auc(member_loss: np.ndarray, other_loss: np.ndarray) -> np.ndarray:
-    """AUC of the loss-threshold attack along the last axis (members score ``-loss``; ties count
-    one half): rank-based, so ``[resamples, n]`` arrays give one AUC per resample."""
-    n, m = member_loss.shape[-1], other_loss.shape[-1]
-    ranks = rankdata(np.concatenate([-member_loss, -other_loss], axis=-1), axis=-1)
+def rank_auroc(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """AUROC of scores that should be higher for `positive` than for `negative`, along the last
+    axis, from ranks (Mann-Whitney U; ties count one half): ``[resamples, n]`` arrays give one
+    AUROC per resample."""
+    n, m = positive.shape[-1], negative.shape[-1]
+    ranks = rankdata(np.concatenate([positive, negative], axis=-1), axis=-1)
     return (ranks[..., :n].sum(-1) - n * (n + 1) / 2) / (n * m)
+
+
+def attack_auc(member_loss: np.ndarray, other_loss: np.ndarray) -> np.ndarray:
+    """AUC of the loss-threshold attack along the last axis: members score ``-loss``."""
+    return rank_auroc(-member_loss, -other_loss)
 
 
 def membership(member_loss: np.ndarray, other_loss: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict[str, float]:

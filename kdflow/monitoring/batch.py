@@ -34,7 +34,9 @@ from kdflow.data.sources import (
     _decode,
     _no_blanks,
     npz_shapes,
+    numeric_label_names,
     read_table,
+    refuse_unknown,
     within_budget,
 )
 from kdflow.data.splits import Schema
@@ -59,12 +61,8 @@ def _labels(values: pd.Series, classes: list[str], where: str) -> np.ndarray:
     if values.isna().any():
         rows = np.flatnonzero(values.isna().to_numpy())
         raise DataError(f"{where}: {rows.size} row(s) without a label, rows {rows[:SHOWN].tolist()}; label all rows or none")
-    numbers = pd.to_numeric(values, errors="coerce")
-    names = (
-        numbers.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
-        if numbers.notna().all()
-        else values.astype(str).str.strip()
-    )
+    numeric = numeric_label_names(values)
+    names = numeric[0] if numeric is not None else values.astype(str).str.strip()
     index = {c: i for i, c in enumerate(classes)}
     unknown = ~names.isin(list(index))
     if unknown.any():
@@ -101,13 +99,8 @@ def _encode_table(frame: pd.DataFrame, schema: Schema, where: str) -> np.ndarray
             categories = schema.categories[column]
             _no_blanks(values, f"{where}: categorical column {column!r}")
             text = values.astype(str).str.strip()
-            unknown = ~text.isin(categories)
-            if unknown.any():
-                rows = np.flatnonzero(unknown.to_numpy())
-                raise DataError(
-                    f"{where}: categorical column {column!r} has {rows.size} value(s) not seen in training: "
-                    f"{sorted(set(text[unknown]))[:SHOWN]} in rows {rows[:SHOWN].tolist()}; known: {categories[:20]}"
-                )
+            where_column = f"{where}: categorical column {column!r}"
+            refuse_unknown(text, categories, where_column, "not seen in training", f"; known: {categories[:20]}")
             if f"{column}={categories[0]}" in schema.features:  # one-hot
                 for category in categories:
                     columns[f"{column}={category}"] = (text == category).to_numpy(np.float32)

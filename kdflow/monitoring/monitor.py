@@ -171,6 +171,45 @@ class Candidate:
     model: object  # torch.nn.Module; loaded by the caller (the registry fetches it)
 
 
+def candidates(params: Params, folder: Path, ref: Reference) -> tuple[list[Candidate], str | None]:
+    """The champion and the champion before it, from the registry (checkpoints checked against
+    their registered MD5s, and against the data's shape and classes), fetched into `folder`; and
+    why the previous one is left out, when it cannot be fetched or scored (it is context: the
+    champion is judged all the same). Raises `NothingToMonitor` without a champion, and the
+    registry's error when the champion cannot be scored."""
+    from kdflow.registry.client import CHAMPION, Registry
+    from kdflow.training.models import load_checkpoint, trusted_factories
+
+    registry = Registry(params.register_.model_name)
+    champion = registry.alias(CHAMPION)
+    if champion is None:
+        raise NothingToMonitor(f"model {registry.name!r} has no champion to monitor: run the lifecycle first")
+    trusted = trusted_factories(params.teacher.model, params.distill.student)
+    shape, classes = ref.train.sample_shape, len(ref.schema.classes)
+
+    def load(role: str, version) -> Candidate:
+        path = registry.download_checkpoint(version, folder / f"v{version.version}.pt")
+        model, meta = load_checkpoint(path, trusted)
+        if list(meta["input_shape"]) != shape or meta["num_classes"] != classes:
+            raise NothingToMonitor(
+                f"version {version.version} takes rows of shape {list(meta['input_shape'])} into {meta['num_classes']} "
+                f"classes; the project's data has {shape} and {classes} (it was trained on other data)"
+            )
+        return Candidate(role, int(version.version), model)
+
+    try:
+        found = [load("champion", champion)]
+    except KdflowError as error:
+        raise NothingToMonitor(f"the champion cannot be scored: {error}") from None
+    previous = registry.previous_champion(of=champion)  # of the champion judged, whatever moved since
+    if previous is None:
+        return found, None
+    try:
+        return [*found, load("previous", previous)], None
+    except KdflowError as error:
+        return found, f"the previous champion, version {previous.version}, cannot be scored: {error}"
+
+
 def score(batch: Batch, ref: Reference, candidates: list[Candidate], params: Params) -> Reading:
     """Drift of the batch, and each candidate on it against its own test answers."""
     from kdflow.data.checks import units
