@@ -97,8 +97,32 @@ def data_lines(validation: dict | None) -> list[str]:
             f"The most surprising difference from train: {name}.{markdown_text(worst['worst_feature'])}, {effect} {worst['statistic']} "
             f"(p = {worst['p_adjusted']} after correction; alpha {validation.get('alpha')})."
         )
+    if (labels := validation.get("label_issues")) and not labels.get("skipped"):
+        lines.append(
+            f"Suspicious labels: {labels['suspected']:,} of {labels['checked_rows']:,} training rows ({labels['share']:.1%}), "
+            f"by a {labels['model']} model cross-validated on train; action {labels['action']}"
+            + (f", {len(labels['excluded']):,} excluded from training." if labels["excluded"] else ".")
+        )
     lines += [f"- warning: {markdown_text(w)}" for w in validation.get("warnings") or []]
     return [*lines, ""]
+
+
+def trust_note(comparison: dict) -> str:
+    """Membership leakage and the worst slice against the teacher: what distillation changed."""
+    parts = []
+    if "student_minus_teacher_membership_auc" in comparison:
+        parts.append(
+            f"membership attack AUC, student minus teacher {comparison['student_minus_teacher_membership_auc']:+.4f}, "
+            f"minus control {comparison['student_minus_control_membership_auc']:+.4f}"
+        )
+    judged = [g for g in comparison.get("slices_vs_teacher") or [] if g["judged"]]
+    if judged:
+        g = min(judged, key=lambda g: g["ci_high"])
+        parts.append(
+            f"the slice that lost most to the teacher, {markdown_text(str(g['column']))} = {markdown_text(str(g['value']))}: "
+            f"{g['gap']:+.4f} (95 % CI {g['ci_low']:+.4f} to {g['ci_high']:+.4f}, {g['rows']} rows)"
+        )
+    return ("Against the teacher: " + "; ".join(parts) + ".") if parts else ""
 
 
 def champion_note(vs: dict | None) -> str:
@@ -125,6 +149,8 @@ def markdown(report: dict, ran: dict[str, bool]) -> str:
         "",
         f"Distillation gain over the control: **{comparison['student_minus_control_accuracy']:+.4f}** accuracy"
         + seed_note(report["metrics"].get("seeds")),
+        "",
+        trust_note(comparison),
         "",
         f"## Registry: {markdown_inline(reg['model_name'])} version {reg['version']}",
         "",

@@ -46,6 +46,9 @@ class TableConfig(_Strict):
     categorical: dict[str, Literal["onehot", "ordinal"] | list[str]] = Field(default_factory=dict)
     split_column: str | None = None  # values train / val / test: the user's own split
     group_column: str | None = None  # rows of one group (patient, user...) stay in one split
+    # columns read but not used as features, kept per row for evaluate.slices (a sensitive
+    # attribute, a region); the categorical and group columns are kept for slices as well
+    aside: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _orders(self) -> TableConfig:
@@ -109,6 +112,24 @@ REPLACED_SETTINGS = {
 }
 
 
+class LabelsConfig(_Strict):
+    """Suspicious training labels (mislabelled or poisoned rows): confident learning (cleanlab)
+    on out-of-fold probabilities of a cheap model cross-validated on train."""
+
+    # off: not checked; warn: listed, training goes on; fail: the run stops when more than
+    # max_share of the checked rows are suspected; exclude: the suspected rows are left out of
+    # training (teacher and student), recorded in the validation report and the lineage
+    action: Literal["off", "warn", "fail", "exclude"] = "warn"
+    max_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # the cheap model: extremely randomised trees (no scaling, any feature kind, ~1 s per
+    # 1,000 rows x 40 features on 2 cores), a logistic regression or gradient boosting
+    model: Literal["extra_trees", "logistic", "boosting"] = "extra_trees"
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+    # above this many training rows, a seeded sample of them is checked (the report says so)
+    max_rows: Annotated[int, Field(ge=100)] = 100_000
+    seed: int = 0
+
+
 class ValidateConfig(_Strict):
     # The statistical checks (drift, class shares, target leaks) are tests: all p-values of a
     # validation are corrected together (Holm), so `alpha` is the chance that data with no
@@ -149,6 +170,7 @@ class ValidateConfig(_Strict):
     # Target leakage: a single feature whose one-feature tree is credibly (at `alpha`) at least
     # this accurate; null turns the check off.
     target_leak_accuracy: Annotated[float, Field(gt=0, lt=1)] | None = 0.99
+    labels: LabelsConfig = LabelsConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -361,6 +383,17 @@ class EvaluateConfig(_Strict):
     # threads): gives the cost of a million predictions at the largest batch size.
     usd_per_hour: Annotated[float, Field(gt=0)] = 0.05
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 1000  # for the intervals vs the champion
+    # Accuracy per slice of the test rows (kdflow.evaluation.slices): "class" (the true class,
+    # any data), or a table's categorical, group or prepare.table.aside column.
+    slices: list[str] = ["class"]
+    # slices with fewer test rows are shown but not judged (worst slice, gate): too few to tell
+    min_slice_rows: PositiveInt = 30
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EvaluateConfig:
+        if len(set(self.slices)) != len(self.slices):
+            raise ValueError(f"slices must be distinct, got {self.slices}")
+        return self
 
 
 # The axes compared with the champion, sample by sample: `COMPARED` in kdflow.evaluation.axes
@@ -368,7 +401,7 @@ class EvaluateConfig(_Strict):
 # config, which every stage reads, does not make every stage depend on the axis registry.
 ChampionAxis = Literal[
     "accuracy", "macro_f1", "ece", "nll", "brier", "corruption_accuracy", "adversarial_accuracy", "msp_auroc",
-    "membership_auc",
+    "membership_auc", "worst_slice_accuracy",
 ]  # fmt: skip
 Unit = Annotated[float, Field(ge=0, le=1)]
 
@@ -382,6 +415,9 @@ class GatesConfig(_Strict):
     max_ece: Unit | None = None
     # ceiling on the membership attack's AUC (0.5: the model leaks nothing of who was in training)
     max_membership_auc: Annotated[float, Field(ge=0.5, le=1)] | None = None
+    # no slice of evaluate.slices served worse than by the teacher by more than this accuracy:
+    # fails only when a slice's whole 95 % interval of the gap is worse (kdflow.evaluation.slices)
+    max_slice_drop_vs_teacher: Unit | None = None
     # p95 latency ceiling in ms, per batch size (each must be one of evaluate.latency.batch_sizes)
     max_p95_latency_ms: dict[PositiveInt, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     min_relative_robustness: Annotated[float, Field(ge=0)] | None = None  # corruption accuracy / teacher's

@@ -70,9 +70,10 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Rows of one shape as a CSV file with a header (plot data for `dvc plots`), atomically."""
+def write_csv(rows: list[dict[str, Any]], path: str | Path, columns: list[str] | None = None) -> None:
+    """Rows of one shape as a CSV file with a header (plot data for `dvc plots`), atomically;
+    `columns` names them when there may be no row."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=columns or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -33,6 +33,7 @@ from kdflow.training.losses import DistillationLoss
 from kdflow.training.models import build_model, count_parameters, load_model, save_checkpoint, trusted_factories
 from tasks import layout
 from tasks._stage import console, main, run_key
+from tasks.teacher import CACHE_KEYS, training_split
 
 PARITY_ROWS = 64
 PARITY_TOLERANCE = 1e-4
@@ -62,8 +63,8 @@ def cached_logits(root: Path, teacher: torch.nn.Module, train: Split) -> torch.T
     """The teacher-logit cache, after checking it belongs to this teacher and data and that a
     sample of it matches a live forward. Any mismatch is an error, never a silent fallback."""
     cache = torch.load(root / layout.TEACHER_LOGITS, map_location="cpu", weights_only=True)
-    for key, path in (("teacher_md5", layout.TEACHER), ("train_md5", layout.SPLIT_FILES["train"])):
-        if cache[key] != file_md5(root / path):
+    for key, path in CACHE_KEYS.items():
+        if cache.get(key) != file_md5(root / path):
             raise CacheMismatch(f"teacher-logit cache is stale: {key} does not match {path}; re-run the teacher stage")
     logits = cache["logits"]
     if logits.shape[0] != len(train):
@@ -110,7 +111,7 @@ def train_control(cfg, seed: int, shape, num_classes: int, train: Split, val: Sp
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.distill
-    train = load_split(root / layout.SPLIT_FILES["train"])
+    train = training_split(root)  # less the rows validation excluded for their labels
     val = load_split(root / layout.SPLIT_FILES["val"])
     teacher = load_model(
         root / layout.TEACHER,
@@ -122,7 +123,7 @@ def run(params: Params, root: Path) -> dict:
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
     logits = cached_logits(root, teacher, train) if use_cache else None
     console.print(f"distill: teacher {'from its logit cache' if use_cache else 'run live'}")
-    inputs = [layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.TEACHER]  # never test
+    inputs = [layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.VALIDATION_REPORT, layout.TEACHER]  # never test
 
     parallel = cfg.parallel_control and distributed.world().size == 1 and (os.cpu_count() or 1) > 1
     if parallel and devices.select(cfg.train.device).type != "cpu":

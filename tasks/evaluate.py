@@ -18,6 +18,7 @@ import torch
 from kdflow.config import Params
 from kdflow.data.splits import Schema, load_split
 from kdflow.errors import KdflowError
+from kdflow.evaluation import slices as slicing
 from kdflow.evaluation.axes import get
 from kdflow.evaluation.compare import compare
 from kdflow.evaluation.compress import OnnxModel, export_onnx, quantize_int8
@@ -31,6 +32,7 @@ from kdflow.registry.lineage import file_md5
 from kdflow.training.models import UntrustedCheckpoint, load_checkpoint, load_model, trusted_factories
 from tasks import layout
 from tasks._stage import console, main, measured_files
+from tasks.teacher import training_split
 
 ROLES = {"teacher": layout.TEACHER, "student": layout.STUDENT, "control": layout.CONTROL}
 FORMS = {"student_onnx": layout.STUDENT_ONNX, "student_int8": layout.STUDENT_INT8}
@@ -84,7 +86,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.evaluate
     test, val = load_split(root / layout.SPLIT_FILES["test"]), load_split(root / layout.SPLIT_FILES["val"])
     schema = Schema.load(root / layout.SCHEMA)
-    train = load_split(root / layout.SPLIT_FILES["train"])
+    train = training_split(root)  # the rows the models were trained on
     members = member_rows(len(train), len(test))  # the membership attack's training rows
     bench = TestBench(
         cfg,
@@ -95,6 +97,7 @@ def run(params: Params, root: Path) -> dict:
         scale=feature_scale(train.x),
         member_x=torch.from_numpy(train.x[members]),
         member_y=torch.from_numpy(train.y[members]),
+        slices=slicing.build(cfg.slices, test.attributes, test.y, schema.classes, cfg.min_slice_rows),
     )
     measured = measured_files(root)  # before anything is loaded: the bytes these figures are about
     names = trusted_factories(params.teacher.model, params.distill.student)
@@ -154,6 +157,15 @@ def run(params: Params, root: Path) -> dict:
         # membership leakage: did distillation raise it (positive) or lower it, against each?
         "student_minus_teacher_membership_auc": student_row["membership"]["auc"] - teacher["membership"]["auc"],
         "student_minus_control_membership_auc": student_row["membership"]["auc"] - control["membership"]["auc"],
+        # per slice: did distillation serve one worse than the teacher did? (gate max_slice_drop_vs_teacher)
+        "slices_vs_teacher": None
+        if bench.slices is None
+        else slicing.gaps(
+            slicing.right(student.logits, bench.y),
+            slicing.right(scorings["teacher"].logits, bench.y),
+            bench.slices,
+            cfg.bootstrap_resamples,
+        ),
         **{f"student_to_teacher_latency_b{b}": p50.read(student_row, b) / p50.read(teacher, b) for b in bench.batch_sizes},
         "latency_threads": cfg.latency.threads,
         "latency_batch_sizes": bench.batch_sizes,
@@ -163,6 +175,7 @@ def run(params: Params, root: Path) -> dict:
     write_csv(bench.latency, root / layout.LATENCY)
     write_csv(bench.confusion, root / layout.CONFUSION)
     write_csv(bench.severity, root / layout.SEVERITY)
+    write_csv(slicing.plot_rows(metrics, ROLES), root / layout.SLICES, slicing.PLOT_COLUMNS)
     # What was measured, by content: `register` refuses these figures for any other artifacts.
     metrics["measured"] = measured | {"champion": file_md5(root / layout.CHAMPION_MODEL) if champion is not None else None}
     write_json(metrics, root / layout.METRICS)  # last: it is what the next stage keys on

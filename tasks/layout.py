@@ -29,6 +29,7 @@ RELIABILITY = Path("reports/plots/reliability.csv")
 LATENCY = Path("reports/plots/latency.csv")
 CONFUSION = Path("reports/plots/confusion.csv")  # one row per test sample and model
 SEVERITY = Path("reports/plots/corruption_severity.csv")
+SLICES = Path("reports/plots/slices.csv")  # accuracy per slice of evaluate.slices and model
 
 # The model the candidate is judged against, fetched from the registry by stage `champion`:
 # champion.json always, student.pt when there is one.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kdflow.config import Params
+from kdflow.data.labels import lineage_tags
 from kdflow.data.splits import Schema, load_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report
@@ -85,7 +86,8 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
             info.model_uri,
             cfg.model_name,
             tags={f"lineage.{k}": v for k, v in lineage.items()}
-            | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against, SERVED_MODEL_TAG: served},
+            | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against, SERVED_MODEL_TAG: served}
+            | lineage_tags(read_json(root / layout.VALIDATION_REPORT)),
         )
     return version.version
 
@@ -189,6 +191,7 @@ def run(params: Params, root: Path) -> dict:
                 "latency": root / layout.LATENCY,
                 "severity": root / layout.SEVERITY,
                 "confusion": root / layout.CONFUSION,
+                "slices": root / layout.SLICES,
             }
             report.write(
                 root / layout.REPORT, figures, sources, metrics=metrics, verdicts=verdicts, registration=summary, lineage=lineage

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from kdflow.config import Params
-from kdflow.data.splits import Schema, load_split
+from kdflow.data.labels import without_excluded
+from kdflow.data.splits import Schema, Split, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_path, read_json, write_csv, write_json
 from kdflow.registry.lineage import file_md5
@@ -26,12 +27,16 @@ from kdflow.training.models import build_model, count_parameters, import_teacher
 from tasks import layout
 from tasks._stage import main, run_key
 
+# What the teacher-logit cache belongs to: the teacher, the training split and the validation
+# report that chose its rows (see training_split).
+CACHE_KEYS = {"teacher_md5": layout.TEACHER, "train_md5": layout.SPLIT_FILES["train"], "validation_md5": layout.VALIDATION_REPORT}
+
 
 class NotValidated(KdflowError):
     pass
 
 
-def require_validated(root: Path) -> None:
+def require_validated(root: Path) -> dict:
     """Training is the first stage that spends compute: it never starts from data that did
     not pass, whichever door the run came in by."""
     path = root / layout.VALIDATION_REPORT
@@ -48,24 +53,28 @@ def require_validated(root: Path) -> None:
         name = str(layout.SPLIT_FILES[split])
         if checked.get(name) != file_md5(root / name):
             raise NotValidated(f"{name} changed since it passed validation: run stage validate again")
+    return report
 
 
-def write_logit_cache(root: Path, teacher: torch.nn.Module) -> None:
-    train_path = root / layout.SPLIT_FILES["train"]
-    logits = predict(teacher, torch.from_numpy(load_split(train_path).x))
-    payload = {
-        "logits": logits,
-        "teacher_md5": file_md5(root / layout.TEACHER),
-        "train_md5": file_md5(train_path),
-    }
+def training_split(root: Path) -> Split:
+    """The training split less the rows validation excluded for their labels
+    (validate.labels.action: exclude), once it has checked that validation passed on it."""
+    validation = require_validated(root)
+    return without_excluded(load_split(root / layout.SPLIT_FILES["train"]), validation)
+
+
+def write_logit_cache(root: Path, teacher: torch.nn.Module, train: Split) -> None:
+    """The teacher's logits on `train` (the rows it was trained on), keyed by the MD5s of the
+    teacher, of the training split and of the validation report that chose the rows."""
+    logits = predict(teacher, torch.from_numpy(train.x))
+    payload = {"logits": logits, **{key: file_md5(root / path) for key, path in CACHE_KEYS.items()}}
     with atomic_path(root / layout.TEACHER_LOGITS) as tmp, open(tmp, "wb") as handle:
         torch.save(payload, handle)  # a file object: the same logits give the same bytes (see save_checkpoint)
 
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.teacher
-    require_validated(root)
-    train = load_split(root / layout.SPLIT_FILES["train"])
+    train = training_split(root)
     val = load_split(root / layout.SPLIT_FILES["val"])
     shape, num_classes = train.sample_shape, len(Schema.load(root / layout.SCHEMA).classes)
     if cfg.source == "train":
@@ -77,7 +86,7 @@ def run(params: Params, root: Path) -> dict:
             cfg.train,
             label="teacher",
             state_path=root / layout.STATE / "teacher.pt",
-            run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"])),
+            run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.VALIDATION_REPORT)),
         )
         model, history = result.model, result.history
         metrics: dict[str, Any] = {
@@ -101,7 +110,7 @@ def run(params: Params, root: Path) -> dict:
             shutil.copyfile(cfg.located(root), tmp)
     else:
         save_checkpoint(root / layout.TEACHER, model, cfg.model, shape, num_classes, metrics)
-    write_logit_cache(root, model)
+    write_logit_cache(root, model, train)
     write_json(metrics, root / layout.TEACHER_METRICS)
     write_csv(history or [{"epoch": 0, "val_accuracy": metrics["val_accuracy"]}], root / layout.TEACHER_HISTORY)
     discard_state(root / layout.STATE / "teacher.pt")  # outputs are safe now

@@ -22,6 +22,7 @@ from kdflow.data.checks import Verdict, check
 from kdflow.data.contract import DataContract, check_matches, class_counts
 from kdflow.data.contract import read as read_contract
 from kdflow.data.drift import most_surprising
+from kdflow.data.labels import find, judge
 from kdflow.data.offline_docs import localise
 from kdflow.data.splits import SPLITS, Schema, Split, load_split
 from kdflow.data.validation import Suites
@@ -51,6 +52,13 @@ def run(params: Params, root: Path) -> dict:
     splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in splits.items()}
     from_train = agreed.learnt_from.get("md5") == file_md5(root / layout.SPLIT_FILES["train"])
     verdict = _checked(splits, agreed, params, from_train, root / layout.DATA_DOCS)
+    labels = None
+    if cfg.labels.action != "off" and verdict.passed:  # values the cheap model can read
+        labels, problems, warnings = judge(find(splits["train"], cfg.labels), splits["train"], agreed.classes, cfg.labels)
+        verdict.problems += problems
+        verdict.warnings += warnings
+        verdict.checks.append("labels")
+        verdict.seconds["labels"] = labels["seconds"]
     for line in verdict.warnings[:MAX_PROBLEMS_SHOWN]:
         console.print(f"[yellow]validate warning:[/] {safe(line)}", highlight=False)
     if len(verdict.warnings) > MAX_PROBLEMS_SHOWN:
@@ -75,6 +83,7 @@ def run(params: Params, root: Path) -> dict:
         "tests": verdict.table(),
         "warnings": verdict.warnings,
         "leakage_checks": verdict.checks,
+        "label_issues": labels,  # suspicious training labels (kdflow.data.labels); None when not checked
         "seconds": verdict.seconds,
     }
     write_json(report, report_path)

@@ -37,6 +37,7 @@ def test_every_layout_output_is_declared_by_its_stage():
             str(layout.LATENCY),
             str(layout.CONFUSION),
             str(layout.SEVERITY),
+            str(layout.SLICES),
         },
         "champion": {str(layout.CHAMPION_DIR)},
         "register": {str(layout.REGISTERED), str(layout.REPORT)},

@@ -51,11 +51,13 @@ class Loaded:
     origin: np.ndarray | None = None  # per row: its name in the source; default: its row number
     categories: dict[str, list[str]] = field(default_factory=dict)  # categorical columns: categories in code order
     shared_scale: bool = False  # pixels: every feature on one scale (see `Schema.shared_scale`)
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)  # columns kept for slices (`Split.attributes`)
 
     def rows(self, index: np.ndarray) -> Split:
         """These rows as a split, each still named as in the source."""
         origin = self.origin[index] if self.origin is not None else np.asarray(index)
-        return Split(self.x[index], self.y[index], None if self.groups is None else self.groups[index], origin)
+        groups = None if self.groups is None else self.groups[index]
+        return Split(self.x[index], self.y[index], groups, origin, {k: v[index] for k, v in self.attributes.items()})
 
     @property
     def schema(self) -> Schema:
@@ -200,15 +202,15 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
     _table_budget(cfg, path)
     frame = read_table(path)
     t = cfg.table
-    declared = [t.label, *(c for c in (t.split_column, t.group_column) if c), *(t.features or []), *t.categorical]
+    declared = [t.label, *(c for c in (t.split_column, t.group_column) if c), *(t.features or []), *t.categorical, *t.aside]
     missing = [c for c in dict.fromkeys(declared) if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: column(s) {missing} not found; the file has {list(frame.columns)}")
-    special = {c for c in (t.label, t.split_column, t.group_column) if c is not None}
+    special = {c for c in (t.label, t.split_column, t.group_column, *t.aside) if c is not None}
     features = t.features if t.features is not None else [c for c in frame.columns if c not in special]
     extra = [c for c in features if c in special]
     if extra:
-        raise DataError(f"{path}: column(s) {extra} cannot be both a feature and the label, split or group column")
+        raise DataError(f"{path}: column(s) {extra} cannot be both a feature and the label, split, group or an aside column")
     if not features:
         raise DataError(f"{path}: no feature columns besides {sorted(special)}")
     encoded, categories = _encode(frame[features], {c: r for c, r in t.categorical.items() if c in features}, path)
@@ -247,6 +249,13 @@ def load_table(cfg: PrepareConfig, root: Path) -> Loaded:
         categories=categories,
         split=_split_values(frame[t.split_column], f"{path}: split column {t.split_column!r}") if t.split_column else None,
         groups=_groups(frame[t.group_column], f"{path}: group column {t.group_column!r}") if t.group_column else None,
+        # kept for evaluate.slices, as text: the categorical features as written, the group, the aside columns
+        attributes={
+            str(c): frame[c].astype(str).to_numpy()
+            for c in dict.fromkeys(
+                [*(c for c in t.categorical if c in features), *([t.group_column] if t.group_column else []), *t.aside]
+            )
+        },
     )
 
 

@@ -30,14 +30,23 @@ class Split:
     # per row: where it came from in the user's source (a table's row number, an image file),
     # so that messages name rows the user can find
     origin: np.ndarray | None = None
+    # per column kept for slicing (kdflow.evaluation.slices): a table's categorical, group and
+    # prepare.table.aside columns, each a text value per row
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.x.ndim < 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
             raise ValueError(f"bad split shapes: x {self.x.shape}, y {self.y.shape}")
-        for name in ("groups", "origin"):
-            values = getattr(self, name)
+        for name, values in (("groups", self.groups), ("origin", self.origin), *self.attributes.items()):
             if values is not None and len(values) != len(self.y):
                 raise ValueError(f"bad split shapes: {name} {values.shape}, y {self.y.shape}")
+
+    def rows(self, index: np.ndarray) -> Split:
+        """These rows, with everything known about them."""
+        pick = lambda values: None if values is None else values[index]
+        return Split(
+            self.x[index], self.y[index], pick(self.groups), pick(self.origin), {k: v[index] for k, v in self.attributes.items()}
+        )
 
     def where(self, rows: np.ndarray | list[int]) -> list:
         """These rows as the user's source names them (their positions when it does not)."""
@@ -222,6 +231,9 @@ def save_split(split: Split, path: str | Path) -> None:
     extra: dict[str, Any] = {} if split.groups is None else {"groups": split.groups.astype(str)}
     if split.origin is not None:  # row numbers, or names such as image files
         extra["origin"] = split.origin
+    if split.attributes:  # names and values apart: a column's name need not be a valid key
+        extra["attribute_names"] = np.asarray(list(split.attributes), dtype=str)
+        extra["attribute_values"] = np.stack([np.asarray(v).astype(str) for v in split.attributes.values()], axis=1)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, x=split.x, y=split.y, **extra)
 
@@ -230,4 +242,7 @@ def load_split(path: str | Path) -> Split:
     """The split `save_split` wrote to `path` (no pickles are read)."""
     with np.load(path, allow_pickle=False) as archive:
         optional = {name: archive[name] for name in ("groups", "origin") if name in archive.files}
+        if "attribute_names" in archive.files:
+            values = archive["attribute_values"]
+            optional["attributes"] = {str(n): values[:, i] for i, n in enumerate(archive["attribute_names"])}
         return Split(archive["x"], archive["y"], **optional)

@@ -226,6 +226,18 @@ AXES: tuple[Axis, ...] = (
         help="loss-threshold attack, training rows vs test rows: 0.5 leaks nothing, 1.0 gives every training row away",
         phrase="membership attack AUC",
     ),
+    # fairness: accuracy per slice of the test rows (evaluate.slices)
+    Axis("slices", "slices", None, measure=f"{S}:slices", report=False),
+    Axis(
+        "worst_slice_accuracy",
+        "worst slice acc",
+        "higher",
+        path=("slices", "worst", "accuracy"),
+        per_sample=True,
+        summary=True,
+        help="accuracy on the worst slice of evaluate.slices with at least evaluate.min_slice_rows test rows",
+        phrase="worst slice accuracy",
+    ),
     # fidelity to the teacher, parity of the deployable forms with the float student
     Axis("fidelity", "fidelity to the teacher", None, measure=f"{S}:fidelity", on=BOTH, not_for=NOT_TEACHER, report=False),
     Axis("agreement", "agreement", "higher", path=("fidelity", "agreement"), help="top-1 agreement with the teacher"),

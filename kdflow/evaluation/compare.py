@@ -33,6 +33,10 @@ class SampleResults:
     # [n] the loss on as many training rows (kdflow.evaluation.privacy): the membership attack's
     # members; None where not measured (it then reads as no leak)
     member_loss: np.ndarray | None = None
+    # [n, columns] the test rows' judged slices (kdflow.evaluation.slices.Slices.judged_codes):
+    # ids 0..slice_count-1, slice_count for a slice too small to judge; None: no slices named
+    slice_ids: np.ndarray | None = None
+    slice_count: int = 0
 
     def per_sample(self, y: np.ndarray, bins: int) -> dict[str, np.ndarray]:
         """The per-sample arrays the bootstrap statistics resample, for labels `y` and `bins` calibration bins."""
@@ -64,7 +68,11 @@ class SampleResults:
             # the membership attack scores rows by -loss: training rows against test rows
             "member_loss": self.member_loss if self.member_loss is not None else nll,
             "other_loss": nll,
-        }
+        } | (
+            {}
+            if self.slice_ids is None or not self.slice_count  # no slice judged: nothing to compare
+            else {"slice_ids": self.slice_ids, "slice_count": np.full(len(y), self.slice_count)}
+        )
 
 
 # Statistics over resampled indices `idx` ([resamples, n]) of one model's per-sample arrays `s`.
@@ -75,7 +83,7 @@ def _mean(key: str) -> Statistic:
     return lambda s, idx: s[key][idx].mean(-1)
 
 
-def _per_resample_bincount(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+def per_resample_bincount(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Sum `weights` into `size` buckets separately for every row: [resamples, size]."""
     rows = np.arange(index.shape[0])[:, None] * size
     flat = np.bincount((rows + index).ravel(), weights=weights.ravel(), minlength=index.shape[0] * size)
@@ -85,7 +93,7 @@ def _per_resample_bincount(index: np.ndarray, weights: np.ndarray, size: int) ->
 def _ece(s: dict, idx: np.ndarray) -> np.ndarray:
     """Expected calibration error, equal-width bins (as torchmetrics bins and sums it)."""
     bins = int(s["bins"][0])
-    gap = _per_resample_bincount(s["bin"][idx], s["confidence"][idx] - s["correct"][idx], bins)
+    gap = per_resample_bincount(s["bin"][idx], s["confidence"][idx] - s["correct"][idx], bins)
     return np.abs(gap).sum(-1) / idx.shape[-1]
 
 
@@ -95,9 +103,9 @@ def _macro_f1(s: dict, idx: np.ndarray) -> np.ndarray:
     k = int(s["classes"][0])
     y, p = s["y"][idx], s["predicted"][idx]
     ones = np.ones(idx.shape, dtype=np.float64)
-    tp = _per_resample_bincount(y, (y == p).astype(np.float64), k)
-    true = _per_resample_bincount(y, ones, k)
-    predicted = _per_resample_bincount(p, ones, k)
+    tp = per_resample_bincount(y, (y == p).astype(np.float64), k)
+    true = per_resample_bincount(y, ones, k)
+    predicted = per_resample_bincount(p, ones, k)
     denominator = true + predicted  # 2 tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
     return f1.sum(-1) / np.maximum((denominator > 0).sum(-1), 1)
@@ -115,6 +123,20 @@ def _membership_auc(s: dict, idx: np.ndarray) -> np.ndarray:
     return attack_auc(s["member_loss"][idx], s["other_loss"][idx])
 
 
+def _worst_slice(s: dict, idx: np.ndarray) -> np.ndarray:
+    """Accuracy of the worst judged slice (kdflow.evaluation.slices) in each resample."""
+    ids, count = s["slice_ids"], int(s["slice_count"][0])
+    worst = np.full(idx.shape[0], np.inf)
+    ones = np.ones(idx.shape, dtype=np.float64)
+    for c in range(ids.shape[1]):
+        code = ids[:, c][idx]
+        hits = per_resample_bincount(code, s["correct"][idx], count + 1)[:, :count]
+        seen = per_resample_bincount(code, ones, count + 1)[:, :count]
+        accuracy = np.divide(hits, seen, out=np.full_like(hits, np.inf), where=seen > 0)
+        worst = np.minimum(worst, accuracy.min(-1, initial=np.inf))
+    return worst
+
+
 # The per-sample statistic of every axis compared with the champion (`per_sample` in
 # kdflow.evaluation.axes, which says which way is better; tests keep the two in step).
 STATISTICS: dict[str, Statistic] = {
@@ -127,7 +149,10 @@ STATISTICS: dict[str, Statistic] = {
     "adversarial_accuracy": _mean("adversarial_correct"),
     "msp_auroc": _msp_auroc,
     "membership_auc": _membership_auc,
+    "worst_slice_accuracy": _worst_slice,
 }
+# What a statistic needs that not every test set has: without it, the axis is not compared.
+NEEDS = {"worst_slice_accuracy": "slice_ids"}
 
 
 def value(results: SampleResults, y: np.ndarray, axis: str, bins: int = 15) -> float:
@@ -152,6 +177,8 @@ def compare(
     full = np.arange(len(y))[None, :]
     out = {}
     for name in COMPARED:
+        if NEEDS.get(name, "y") not in a:
+            continue
         statistic, higher_is_better = STATISTICS[name], get(name).better == "higher"
 
         def difference(idx: np.ndarray, axis: int = -1, statistic: Statistic = statistic) -> np.ndarray:

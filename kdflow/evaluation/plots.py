@@ -128,12 +128,37 @@ def confusion(confusion_csv: Path, models: tuple[str, ...] = ("student", "champi
     return fig
 
 
+def slice_accuracy(slices_csv: Path, models: tuple[str, ...] = ("teacher", "student", "control")) -> Figure:
+    """Accuracy per slice of evaluate.slices, a row per slice and a dot per model: where the
+    student falls behind the teacher on one slice while the average looks fine."""
+    data = pd.read_csv(slices_csv)
+    data = data[data["model"].isin(models)]
+    order = list(dict.fromkeys(data["slice"]))
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.3 * len(order) + 1)))
+    if not order:
+        ax.text(0.5, 0.5, "no slices (evaluate.slices is empty)", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    position = {name: i for i, name in enumerate(order)}
+    for model, rows in data.groupby("model", sort=False):
+        ax.plot(rows["accuracy"], rows["slice"].map(position), "o", label=model, color=_colour(str(model)), alpha=0.8)
+    ax.set_yticks(
+        range(len(order)), [f"{name} ({int(n)})" for name, n in data.groupby("slice", sort=False)["rows"].first().items()]
+    )
+    ax.invert_yaxis()
+    ax.set(xlabel="test accuracy", title="Accuracy per slice (test rows)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {  # name: (how to draw it, which plot data it reads)
     "training_curves": (training_curves, "history"),
     "reliability": (reliability_diagram, "reliability"),
     "accuracy_vs_latency": (accuracy_vs_latency, "latency"),
     "accuracy_vs_severity": (severity_curve, "severity"),
     "confusion": (confusion, "confusion"),
+    "slice_accuracy": (slice_accuracy, "slices"),
 }
 
 

@@ -23,6 +23,7 @@ CAPTIONS = {
     "accuracy_vs_severity": "Mean accuracy over the corruptions at each severity.",
     "confusion": "Confusion matrices of the distilled student (and the champion).",
     "training_curves": "Validation accuracy while training: distilled student and control.",
+    "slice_accuracy": "Accuracy per slice of evaluate.slices (test rows in brackets): teacher, student and control.",
 }
 
 
@@ -105,6 +106,30 @@ def _champion_rows(axes: dict) -> list[dict]:
     return rows
 
 
+def _slice_rows(metrics: dict) -> list[dict]:
+    """The slices table: per slice, each model's accuracy and the student-minus-teacher gap."""
+    control = {
+        (r["column"], r["value"]): r["accuracy"] for r in ((metrics.get("control") or {}).get("slices") or {}).get("table", [])
+    }
+    rows = []
+    for g in metrics["comparison"].get("slices_vs_teacher") or []:
+        worse = g["judged"] and g["ci_high"] < 0
+        rows.append(
+            {
+                "slice": f"{g['column']} = {g['value']}",
+                "rows": g["rows"],
+                "teacher": f"{g['reference']:.4f}",
+                "student": f"{g['candidate']:.4f}",
+                "control": f"{control[(g['column'], g['value'])]:.4f}" if (g["column"], g["value"]) in control else "–",
+                "gap": f"{g['gap']:+.4f}",
+                "interval": f"[{g['ci_low']:+.4f}, {g['ci_high']:+.4f}]",
+                "finding": ("student worse" if worse else "no significant drop") if g["judged"] else "too few rows to judge",
+                "css": "bad" if worse else "",
+            }
+        )
+    return rows
+
+
 def render(
     *,
     metrics: dict,
@@ -154,6 +179,7 @@ def render(
         ],
         figures=[{"name": n, "svg": svg, "caption": CAPTIONS.get(n, n)} for n, svg in figures.items()],
         seeds=seed_note,
+        slice_rows=_slice_rows(metrics),
     )
 
 

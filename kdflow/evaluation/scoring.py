@@ -22,6 +22,7 @@ from torch import nn
 
 from kdflow.config import EvaluateConfig
 from kdflow.evaluation import metrics, privacy
+from kdflow.evaluation import slices as slicing
 from kdflow.evaluation.axes import AXES, ONNX, TORCH, Axis
 from kdflow.evaluation.compare import SampleResults
 from kdflow.evaluation.compress import OnnxModel
@@ -29,6 +30,7 @@ from kdflow.evaluation.compress import parity as parity_of
 from kdflow.evaluation.ood import detection, msp, neg_energy, permuted
 from kdflow.evaluation.privacy import losses
 from kdflow.evaluation.robustness import corrupted_sets, fgsm, pgd
+from kdflow.evaluation.slices import Slices
 from kdflow.training.loop import predict
 from kdflow.training.models import count_parameters
 
@@ -47,6 +49,7 @@ class TestBench:
     # the membership attack tells from the test rows; None: not measured
     member_x: torch.Tensor | None = None
     member_y: torch.Tensor | None = None
+    slices: Slices | None = None  # the test rows' slices (evaluate.slices); None: none named
     corrupted: dict = field(init=False)
     ood_x: torch.Tensor = field(init=False)
     teacher_logits: torch.Tensor | None = None  # set once the teacher is scored: fidelity needs them
@@ -149,6 +152,8 @@ class Scoring:
             (self.pgd_predicted == self.bench.y).numpy(),
             self.ood_logits.numpy(),
             self.member_loss,
+            None if self.bench.slices is None else self.bench.slices.judged_codes(),
+            0 if self.bench.slices is None else self.bench.slices.judged_count,
         )
 
     def plot_rows(self) -> None:
@@ -290,6 +295,14 @@ def membership(s: Scoring) -> dict[str, float] | None:
     if s.member_loss is None:
         return None
     return privacy.membership(s.member_loss, losses(s.logits, s.bench.y), s.bench.cfg.bootstrap_resamples)
+
+
+def slices(s: Scoring) -> dict | None:
+    """Accuracy per slice of the test rows and the worst judged slice (kdflow.evaluation.slices);
+    None when evaluate.slices names none."""
+    if s.bench.slices is None:
+        return None
+    return slicing.table(slicing.right(s.logits, s.bench.y), s.bench.slices)
 
 
 def fidelity(s: Scoring) -> dict[str, float]:

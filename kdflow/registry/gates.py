@@ -127,6 +127,35 @@ class NoRegression:
         )
 
 
+@dataclass(frozen=True)
+class NoSliceDrop:
+    """Distillation made no slice of the test data (kdflow.evaluation.slices) worse than the
+    teacher served it by more than `max_drop`: it fails only when a judged slice's whole 95 %
+    bootstrap interval of the student-minus-teacher accuracy gap lies below -`max_drop`, so a
+    small slice's noise is not a failure. Without slices (evaluate.slices empty) it fails:
+    a gate that was asked for and could not judge."""
+
+    max_drop: float
+    name: str = "max_slice_drop_vs_teacher"
+
+    def __call__(self, metrics: dict) -> Verdict:
+        gaps = metrics.get("comparison", {}).get("slices_vs_teacher")
+        if not gaps:
+            return Verdict(self.name, False, "no slices were measured: name columns in evaluate.slices")
+        judged = [g for g in gaps if g["judged"]]
+        if not judged:
+            return Verdict(self.name, False, "every slice is smaller than evaluate.min_slice_rows: none could be judged")
+        worst = min(judged, key=lambda g: g["ci_high"])
+        name = f"{worst['column']} = {worst['value']}"
+        return Verdict(
+            self.name,
+            worst["ci_high"] >= -self.max_drop,
+            f"worst slice vs the teacher, {name} ({worst['rows']} rows): student - teacher accuracy {worst['gap']:+.4f} "
+            f"(95% CI {worst['ci_low']:+.4f} to {worst['ci_high']:+.4f}) vs tolerated drop {self.max_drop:.4f}"
+            f"; {len(judged)} slice(s) judged",
+        )
+
+
 class GateSettingError(InvalidSetup):
     """A gate in params.yaml names an axis the registry lacks, or a batch size not measured."""
 
@@ -163,6 +192,8 @@ def gates_from_config(cfg: GatesConfig) -> list:
     gates += [Bound(f"max_p95_latency_ms.b{b}", "latency_p95_ms", ms, b) for b, ms in sorted(cfg.max_p95_latency_ms.items())]
     if cfg.min_relative_robustness is not None:
         gates.append(Bound("min_relative_robustness", "relative_robustness", cfg.min_relative_robustness))
+    if cfg.max_slice_drop_vs_teacher is not None:
+        gates.append(NoSliceDrop(cfg.max_slice_drop_vs_teacher))
     gates += [NoRegression(axis, drop) for axis, drop in cfg.max_drop_vs_champion.items()]
     for key, limit in cfg.bounds.items():
         name, _, batch = key.partition(".b")

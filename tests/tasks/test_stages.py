@@ -239,6 +239,37 @@ def test_a_tampered_logit_cache_fails_loudly(trained, tiny_params):
         distill.cached_logits(trained, load_model(trained / layout.TEACHER), train)
 
 
+def test_rows_excluded_for_their_labels_are_never_trained_on(prepared, tiny_params):
+    import torch
+
+    path = prepared / layout.SPLIT_FILES["train"]
+    train = load_split(path)
+    flipped = np.arange(0, len(train), 20)  # 5 %, each into the next class
+    save_split(Split(train.x, np.where(np.isin(np.arange(len(train)), flipped), (train.y + 1) % 10, train.y)), path)
+    plain = tiny_params.distill.train.model_copy(
+        update={"augment": tiny_params.distill.train.augment.model_copy(update={"shift": 0, "mixup": 0.0})}
+    )
+    params = with_changes(
+        tiny_params,
+        validate={"min_rows": 10, "labels": {"action": "exclude"}},
+        distill={"train": plain.model_dump(exclude={"seed"})},
+    )
+    issues = validate.run(params, prepared)["label_issues"]
+    excluded = issues["excluded"]
+    assert excluded and len(excluded) == issues["suspected"] and np.isin(flipped, excluded).mean() > 0.5
+    teacher.run(params, prepared)
+    cache = torch.load(prepared / layout.TEACHER_LOGITS, weights_only=True)
+    assert len(cache["logits"]) == len(train) - len(excluded)
+    assert distill.run(params, prepared)["teacher_cache"]  # the cache is about the same rows
+    registered = distill_and_judge(params, prepared)
+    tags = Registry(params.register_.model_name).version(registered["version"]).tags
+    assert tags["lineage.labels.action"] == "exclude" and tags["lineage.labels.excluded_rows"] == str(len(excluded))
+
+    validate.run(tiny_params, prepared)  # warn: the same rows now all count as training rows
+    with pytest.raises(distill.CacheMismatch, match="stale: validation_md5"):
+        distill.run(params, prepared)
+
+
 def test_imported_teacher(trained, tiny_params):
     import shutil
 

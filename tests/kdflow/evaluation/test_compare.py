@@ -5,6 +5,7 @@ import torch
 from kdflow.evaluation import metrics
 from kdflow.evaluation.compare import STATISTICS, SampleResults, compare, value, worse_by
 from kdflow.evaluation.ood import detection, msp
+from kdflow.evaluation.slices import build
 
 N, K = 600, 5
 
@@ -24,6 +25,9 @@ def results(rng: np.random.Generator, y: np.ndarray, skill: float) -> SampleResu
         adversarial_correct=rng.uniform(size=len(y)) < 0.3 + 0.1 * skill,
         ood_logits=rng.normal(size=(len(y), K)).astype(np.float32),
         member_loss=rng.exponential(1.0 / (1 + skill), len(y)),  # training rows: lower loss, the more skill
+        # the class as the slices, every one judged
+        slice_ids=build(["class"], {}, y, [str(c) for c in range(K)], 1).judged_codes(),
+        slice_count=K,
     )
 
 
@@ -53,6 +57,8 @@ def test_axes_on_the_whole_set_agree_with_the_metrics_module(data):
             + 0.5 * np.mean(r.member_loss[:, None] == metrics_nll(logits, labels)[None, :])
         ),
     }
+    right = (r.logits.argmax(-1) == y).astype(float)
+    expected["worst_slice_accuracy"] = min(right[y == c].mean() for c in range(K))
     assert set(expected) == set(STATISTICS)
     for axis, want in expected.items():
         assert value(r, y, axis) == pytest.approx(want, abs=1e-5), axis

@@ -87,6 +87,8 @@ def write_plot_data(root: Path) -> dict[str, Path]:
         ),
         "severity": "model,severity,accuracy\n"
         + "".join(f"{m},{s},{0.9 - 0.1 * s}\n" for m in ("teacher", "student") for s in (1, 2, 3)),
+        "slices": "model,slice,rows,accuracy\n"
+        + "".join(f"{m},class = {c},40,{a}\n" for m, a in (("teacher", 0.9), ("student", 0.8)) for c in ("a", "b")),
         "confusion": "model,actual,predicted\n"
         + "".join(f"{m},{a},{p}\n" for m in ("student", "champion") for a, p in ((0, 0), (1, 1), (1, 0), (2, 2))),
     }

@@ -1,0 +1,184 @@
+"""Suspicious training labels: rows whose given label a cheap model, trained without them, finds
+implausible. Mislabelled rows (noise) and planted ones (poisoning) look alike here.
+
+The method is confident learning (Northcutt et al., "Confident Learning: Estimating Uncertainty
+in Dataset Labels", 2021), as the `cleanlab` library implements it: out-of-fold predicted
+probabilities of a cheap model cross-validated on train (each row scored by a model that never
+saw it), per-class confidence thresholds, and the rows counted off-diagonal in the confident
+joint of given and likely labels, pruned by the estimated noise rates.
+
+Stage `validate` runs it on the training split (`validate.labels`). What follows is a setting:
+`warn` lists the rows; `fail` stops the run above a share; `exclude` leaves them out of
+training, which `without_excluded` applies for the teacher, the student and the control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kdflow.config import LabelsConfig
+from kdflow.data.splits import Split
+
+# How many suspected rows the report lists in full (all are counted; `exclude` keeps all
+# their positions).
+MAX_LISTED = 10_000
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """What the check found in one training split (positions are rows of that split)."""
+
+    checked: np.ndarray  # the positions checked: all rows, or a seeded sample above max_rows
+    rows: np.ndarray  # suspected positions, the most implausible label first
+    given: np.ndarray  # their given labels (class indices)
+    likely: np.ndarray  # the cheap model's most probable label for each
+    quality: np.ndarray  # cleanlab's label quality score (self-confidence), 0 to 1, low is bad
+    oof_accuracy: float  # the cheap model's out-of-fold accuracy on the checked rows' given labels
+    folds: int
+    seconds: float
+    skipped: str | None = None  # why nothing was checked (too few rows of a class)
+
+    @property
+    def share(self) -> float:
+        return len(self.rows) / max(1, len(self.checked))
+
+
+def cheap_model(name: str, seed: int):
+    """The scikit-learn estimator that scores the labels (see `LabelsConfig.model`)."""
+    if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    if name == "boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(random_state=seed)
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    return ExtraTreesClassifier(n_estimators=200, n_jobs=-1, random_state=seed)
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, model: str, folds: int, seed: int) -> np.ndarray:
+    """Predicted probabilities for every row from a model trained on the other folds
+    (stratified); one column per label in `y`, which must be 0..k-1, each with `folds` rows."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(cheap_model(model, seed), x, y, cv=splitter, method="predict_proba")
+
+
+def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
+    """Suspected label issues in `train` (images as flat rows of pixels)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_self_confidence_for_each_label
+
+    started = time.perf_counter()
+    n = len(train)
+    checked = np.arange(n)
+    if n > cfg.max_rows:
+        checked = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_rows, replace=False))
+    x = train.x[checked].reshape(len(checked), -1)
+    present, y = np.unique(train.y[checked], return_inverse=True)  # cleanlab wants labels 0..k-1
+    counts = np.bincount(y)
+    empty = np.zeros(0, dtype=np.int64)
+    folds = min(cfg.folds, int(counts.min()))
+    if len(present) < 2 or folds < 2:
+        why = "fewer than 2 classes" if len(present) < 2 else f"class {present[int(counts.argmin())]} has a single row"
+        return LabelIssues(checked, empty, empty, empty, np.zeros(0), float("nan"), 0, time.perf_counter() - started, why)
+    probs = out_of_fold(x, y, cfg.model, folds, cfg.seed)
+    suspected = np.flatnonzero(find_label_issues(y, probs, n_jobs=1))
+    quality = get_self_confidence_for_each_label(y, probs)
+    order = suspected[np.argsort(quality[suspected], kind="stable")]
+    return LabelIssues(
+        checked=checked,
+        rows=checked[order],
+        given=present[y[order]],
+        likely=present[probs[order].argmax(axis=1)],
+        quality=quality[order],
+        oof_accuracy=float(np.mean(probs.argmax(axis=1) == y)),
+        folds=folds,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def judge(
+    issues: LabelIssues, train: Split, classes: list[str], cfg: LabelsConfig
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The validation report's `labels` section, with the problems and warnings it raises."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    count, share = len(issues.rows), issues.share
+    where = train.where(issues.rows[:MAX_LISTED])
+    section: dict[str, Any] = {
+        "action": cfg.action,
+        "model": cfg.model,
+        "folds": issues.folds,
+        "checked_rows": len(issues.checked),
+        "sampled": len(issues.checked) < len(train),
+        "oof_accuracy": None if np.isnan(issues.oof_accuracy) else round(issues.oof_accuracy, 4),
+        "suspected": count,
+        "share": round(share, 4),
+        "max_share": cfg.max_share,
+        "rows": [
+            {"row": name, "position": int(pos), "given": classes[g], "likely": classes[k], "quality": round(float(q), 4)}
+            for name, pos, g, k, q in zip(where, issues.rows, issues.given, issues.likely, issues.quality, strict=False)
+        ],
+        "excluded": [],
+        "seconds": round(issues.seconds, 2),
+    }
+    if issues.skipped:
+        warnings.append(f"labels: not checked ({issues.skipped}; cross-validation needs 2 rows of each class)")
+        section["skipped"] = issues.skipped
+        return section, problems, warnings
+    named = ", ".join(f"{r['row']} ({r['given']}, likely {r['likely']})" for r in section["rows"][:5]) + (
+        " ..." if count > 5 else ""
+    )
+    found = (
+        f"labels: {count} of {len(issues.checked)} training rows ({share:.1%}) have a label a {cfg.model} model "
+        f"cross-validated on train finds implausible: {named}; all in reports/validation.json (label_issues.rows)"
+    )
+    if cfg.action == "fail" and share > cfg.max_share:
+        problems.append(f"{found}; above validate.labels.max_share {cfg.max_share:.1%} (fix them, or set action exclude)")
+    elif cfg.action == "exclude" and count:
+        kept = np.bincount(np.delete(train.y, issues.rows), minlength=len(classes))
+        lost = [classes[c] for c in np.unique(train.y) if kept[c] == 0]
+        if lost:
+            problems.append(f"{found}; excluding them would leave no training row of class {', '.join(lost)}")
+        else:
+            section["excluded"] = sorted(int(p) for p in issues.rows)
+            warnings.append(f"{found}; excluded from training (validate.labels.action: exclude)")
+    elif count:
+        warnings.append(found)
+    return section, problems, warnings
+
+
+def without_excluded(train: Split, validation: dict[str, Any]) -> Split:
+    """`train` less the rows the validation report (already checked to be about this split)
+    excluded for their labels; `train` itself when none were."""
+    excluded = (validation.get("label_issues") or {}).get("excluded") or []
+    if not excluded:
+        return train
+    return train.rows(np.setdiff1d(np.arange(len(train)), np.asarray(excluded, dtype=np.int64)))
+
+
+def lineage_tags(validation: dict) -> dict[str, str]:
+    """Tags that say which training rows were left out for their labels, and why: their count,
+    the MD5 of their positions and the rule; the rows themselves (with given and likely
+    labels) are in the run's reports/validation.json."""
+    issues = validation.get("label_issues") or {}
+    excluded = issues.get("excluded") or []
+    tags = {"lineage.labels.action": str(issues.get("action", "off")), "lineage.labels.excluded_rows": str(len(excluded))}
+    if excluded:
+        tags["lineage.labels.excluded_md5"] = hashlib.md5(json.dumps(excluded).encode(), usedforsecurity=False).hexdigest()
+        tags["lineage.labels.excluded_why"] = (
+            f"confident learning on out-of-fold probabilities of a {issues.get('model')} model ({issues.get('folds')} folds)"
+        )
+    return tags
