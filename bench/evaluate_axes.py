@@ -53,7 +53,7 @@ from kdflow.io import read_json
 from tasks import layout
 start = time.perf_counter()
 sources = {"history": layout.DISTILL_HISTORY, "reliability": layout.RELIABILITY, "latency": layout.LATENCY,
-           "severity": layout.SEVERITY, "confusion": layout.CONFUSION}
+           "severity": layout.SEVERITY, "confusion": layout.CONFUSION, "slices": layout.SLICES}
 svgs = {}
 for name, fig in plots.figures({k: Path(v) for k, v in sources.items()}):
     fig.savefig("/dev/null", format="png")  # what register logs to MLflow

@@ -117,7 +117,7 @@ def trust_note(comparison: dict) -> str:
         )
     judged = [g for g in comparison.get("slices_vs_teacher") or [] if g["judged"]]
     if judged:
-        g = min(judged, key=lambda g: g["ci_high"])
+        g = min(judged, key=lambda g: g["gap"])
         parts.append(
             f"the slice that lost most to the teacher, {markdown_text(str(g['column']))} = {markdown_text(str(g['value']))}: "
             f"{g['gap']:+.4f} (95 % CI {g['ci_low']:+.4f} to {g['ci_high']:+.4f}, {g['rows']} rows)"

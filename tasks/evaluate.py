@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from kdflow.config import Params
+from kdflow.data.labels import summary as labels_summary
 from kdflow.data.splits import Schema, load_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import slices as slicing
@@ -143,6 +144,7 @@ def run(params: Params, root: Path) -> dict:
     for role in scorings.keys() - {"teacher"}:  # robustness relative to the teacher
         metrics[role]["relative_robustness"] = metrics[role]["corruption_accuracy"] / teacher["corruption_accuracy"]
     metrics["vs_champion"] = champion_info
+    metrics["labels"] = labels_summary(read_json(root / layout.VALIDATION_REPORT))
     if champion is not None:
         metrics["vs_champion"]["resamples"] = cfg.bootstrap_resamples
         metrics["vs_champion"]["axes"] = compare(

@@ -57,7 +57,6 @@ def run(params: Params, root: Path) -> dict:
         labels, problems, warnings = judge(find(splits["train"], cfg.labels), splits["train"], agreed.classes, cfg.labels)
         verdict.problems += problems
         verdict.warnings += warnings
-        verdict.checks.append("labels")
         verdict.seconds["labels"] = labels["seconds"]
     for line in verdict.warnings[:MAX_PROBLEMS_SHOWN]:
         console.print(f"[yellow]validate warning:[/] {safe(line)}", highlight=False)

@@ -60,7 +60,7 @@ def cheap_model(name: str, seed: int):
     if name == "boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        return HistGradientBoostingClassifier(random_state=seed)
+        return HistGradientBoostingClassifier(random_state=seed, early_stopping=False)
     from sklearn.ensemble import ExtraTreesClassifier
 
     return ExtraTreesClassifier(n_estimators=200, n_jobs=-1, random_state=seed)
@@ -91,7 +91,7 @@ def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
     empty = np.zeros(0, dtype=np.int64)
     folds = min(cfg.folds, int(counts.min()))
     if len(present) < 2 or folds < 2:
-        why = "fewer than 2 classes" if len(present) < 2 else f"class {present[int(counts.argmin())]} has a single row"
+        why = "fewer than 2 classes" if len(present) < 2 else f"class index {present[int(counts.argmin())]} has a single row"
         return LabelIssues(checked, empty, empty, empty, np.zeros(0), float("nan"), 0, time.perf_counter() - started, why)
     probs = out_of_fold(x, y, cfg.model, folds, cfg.seed)
     suspected = np.flatnonzero(find_label_issues(y, probs, n_jobs=1))
@@ -141,12 +141,19 @@ def judge(
     named = ", ".join(f"{r['row']} ({r['given']}, likely {r['likely']})" for r in section["rows"][:5]) + (
         " ..." if count > 5 else ""
     )
+    sampled = f" (a seeded sample of the {len(train)}: validate.labels.max_rows)" if len(issues.checked) < len(train) else ""
     found = (
-        f"labels: {count} of {len(issues.checked)} training rows ({share:.1%}) have a label a {cfg.model} model "
+        f"labels: {count} of {len(issues.checked)} training rows{sampled} ({share:.1%}) have a label a {cfg.model} model "
         f"cross-validated on train finds implausible: {named}; all in reports/validation.json (label_issues.rows)"
     )
     if cfg.action == "fail" and share > cfg.max_share:
         problems.append(f"{found}; above validate.labels.max_share {cfg.max_share:.1%} (fix them, or set action exclude)")
+    elif cfg.action == "exclude" and share > cfg.max_share:
+        problems.append(
+            f"{found}; too many to leave out of training, above validate.labels.max_share {cfg.max_share:.1%}: the cheap "
+            f"model is {issues.oof_accuracy:.0%} accurate out of fold, so it may be the model that is wrong, not the labels "
+            "(try another validate.labels.model, or raise max_share)"
+        )
     elif cfg.action == "exclude" and count:
         kept = np.bincount(np.delete(train.y, issues.rows), minlength=len(classes))
         lost = [classes[c] for c in np.unique(train.y) if kept[c] == 0]
@@ -158,6 +165,21 @@ def judge(
     elif count:
         warnings.append(found)
     return section, problems, warnings
+
+
+def summary(validation: dict[str, Any]) -> dict[str, Any] | None:
+    """The figures of the validation report's label check that `reports/metrics.json` carries
+    (so `dvc metrics show` and the model version have them); None when it did not run."""
+    issues = validation.get("label_issues")
+    if not issues or issues.get("skipped"):
+        return None
+    return {
+        "action": issues["action"],
+        "checked_rows": issues["checked_rows"],
+        "suspected": issues["suspected"],
+        "suspected_share": issues["share"],
+        "excluded": len(issues["excluded"]),
+    }
 
 
 def without_excluded(train: Split, validation: dict[str, Any]) -> Split:

@@ -180,6 +180,7 @@ def render(
         figures=[{"name": n, "svg": svg, "caption": CAPTIONS.get(n, n)} for n, svg in figures.items()],
         seeds=seed_note,
         slice_rows=_slice_rows(metrics),
+        labels=metrics.get("labels"),
     )
 
 

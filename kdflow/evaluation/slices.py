@@ -69,6 +69,10 @@ def build(
     value per row); None when no column is named."""
     if not columns:
         return None
+    if CLASS in columns and CLASS in attributes:
+        raise SliceError(
+            f"evaluate.slices: {CLASS!r} names the true class, and the data also keeps a column {CLASS!r}: rename the column"
+        )
     values, codes = [], []
     for column in columns:
         if column == CLASS:

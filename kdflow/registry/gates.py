@@ -117,7 +117,13 @@ class NoRegression:
         if "axes" not in reference:  # nothing to regress from: no champion, or not comparable
             prefix = "" if reference["version"] is not None else "no champion to compare with: "
             return Verdict(self.name, True, f"{prefix}{reference['reason']}")
-        entry = reference["axes"][self.axis]
+        entry = reference["axes"].get(self.axis)
+        if entry is None:  # an axis this test data does not have (no slice large enough to judge)
+            return Verdict(
+                self.name,
+                False,
+                f"{self.axis} was not compared with champion v{reference['version']}: this run has no such figure",
+            )
         drop, low, high = worse_by(entry)
         return Verdict(
             self.name,
@@ -141,7 +147,7 @@ class NoSliceDrop:
     def __call__(self, metrics: dict) -> Verdict:
         gaps = metrics.get("comparison", {}).get("slices_vs_teacher")
         if not gaps:
-            return Verdict(self.name, False, "no slices were measured: name columns in evaluate.slices")
+            return Verdict(self.name, False, "no slices were measured: name columns in evaluate.slices (and run evaluate again)")
         judged = [g for g in gaps if g["judged"]]
         if not judged:
             return Verdict(self.name, False, "every slice is smaller than evaluate.min_slice_rows: none could be judged")

@@ -100,3 +100,10 @@ def test_a_large_split_is_sampled():
     assert len(issues.checked) == 500 and len(np.unique(issues.checked)) == 500
     section, _, _ = judge(issues, train, CLASSES, LabelsConfig(max_rows=500))
     assert section["sampled"] and section["checked_rows"] == 500
+
+
+def test_exclude_refuses_to_drop_more_than_max_share():
+    train, _ = digits(0.05)
+    issues = find(train, LabelsConfig())
+    section, problems, _ = judge(issues, train, CLASSES, LabelsConfig(action="exclude", max_share=0.01))
+    assert problems and "too many to leave out of training" in problems[0] and section["excluded"] == []

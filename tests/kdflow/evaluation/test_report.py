@@ -153,3 +153,17 @@ def test_the_report_renders_in_headless_chromium(html, tmp_path):
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert image.size == (1280, 2400) and colours is not None and len(colours) > 100  # not a blank page
+
+
+def test_the_report_says_what_the_label_check_and_the_slices_found(tmp_path):
+    svgs = {name: plots.svg(fig) for name, fig in plots.figures(write_plot_data(tmp_path))}
+    gap = {"column": "class", "value": "b", "rows": 40, "candidate": 0.8, "reference": 0.9, "gap": -0.1}
+    metrics = METRICS | {
+        "labels": {"action": "exclude", "checked_rows": 400, "suspected": 12, "suspected_share": 0.03, "excluded": 12},
+        "comparison": METRICS["comparison"] | {"slices_vs_teacher": [gap | {"ci_low": -0.2, "ci_high": -0.02, "judged": True}]},
+    }
+    html = report.render(
+        metrics=metrics, verdicts=VERDICTS, registration=REGISTRATION, lineage={"git_commit": "0" * 16}, figures=svgs
+    )
+    assert "12 of 400 training rows (3.0 %); action exclude, 12 rows excluded" in html
+    assert "class = b" in html and "[-0.2000, -0.0200]" in html and "student worse" in html

@@ -96,3 +96,8 @@ def test_aside_columns_are_kept_out_of_the_features_and_survive_the_split_files(
     bad = PrepareConfig(dataset="table", path="data/raw/people.csv", table={"features": ["age", "sex"], "aside": ["sex"]})
     with pytest.raises(DataError, match="cannot be both a feature and"):
         load_table(bad, tmp_path)
+
+
+def test_a_column_named_class_is_refused_not_confused_with_the_class():
+    with pytest.raises(SliceError, match="rename the column"):
+        build(["class"], {"class": np.array(["1st", "2nd"])}, np.array([0, 1]), CLASSES, 1)

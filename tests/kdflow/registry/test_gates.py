@@ -127,6 +127,10 @@ def test_a_regression_fails_only_when_the_whole_interval_is_worse_than_tolerated
     # Worse for sure, but within the tolerance: passes.
     m["vs_champion"]["axes"]["accuracy"] = axis_entry(-0.006, -0.009, -0.003)
     assert by_name(check(m, cfg))["max_drop_vs_champion.accuracy"].passed
+    # An axis the comparison could not make (no slice large enough to judge) fails, saying so.
+    slices = GatesConfig(min_student_accuracy=0.0, max_drop_vs_champion={"worst_slice_accuracy": 0.02})
+    missing = by_name(check(m, slices))["max_drop_vs_champion.worst_slice_accuracy"]
+    assert not missing.passed and "was not compared" in missing.detail
 
 
 def test_without_a_champion_the_regression_gates_pass_and_say_why():
