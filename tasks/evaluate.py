@@ -12,6 +12,7 @@ Writes `reports/metrics.json` (for `dvc metrics show/diff`) and plot data (for `
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -137,7 +138,7 @@ def run(params: Params, root: Path) -> dict:
     for scoring in scorings.values():
         measure(scoring, timed=True)
 
-    metrics: dict[str, dict] = {role: s.row for role, s in scorings.items()}
+    metrics: dict[str, Any] = {role: s.row for role, s in scorings.items()}
     seeds = {role: sorted((root / layout.STUDENTS).glob(f"{role}_seed*.pt")) for role in ("student", "control")}
     metrics["seeds"] = seed_statistics(seeds, bench.x, bench.y, cfg.bootstrap_resamples, names)
     teacher, student_row, control = metrics["teacher"], metrics["student"], metrics["control"]
