@@ -28,6 +28,9 @@ from kdflow.data.splits import Split
 # How many suspected rows the report lists in full (all are counted; `exclude` keeps all
 # their positions).
 MAX_LISTED = 10_000
+# Below this out-of-fold accuracy, the message says the cheap model may be the one that is
+# wrong (on MNIST-1D, 75 %: most of the rows it suspects are not flips, bench/label_noise.py)
+CREDIBLE = 0.9
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,12 @@ def judge(
     found = (
         f"labels: {count} of {len(issues.checked)} training rows{sampled} ({share:.1%}) have a label a {cfg.model} model "
         f"cross-validated on train finds implausible: {named}; all in reports/validation.json (label_issues.rows)"
+        + (
+            f" (that model is only {issues.oof_accuracy:.0%} accurate out of fold: many of these may be its mistakes, not "
+            "wrong labels)"
+            if issues.oof_accuracy < CREDIBLE
+            else ""
+        )
     )
     if cfg.action == "fail" and share > cfg.max_share:
         problems.append(f"{found}; above validate.labels.max_share {cfg.max_share:.1%} (fix them, or set action exclude)")
