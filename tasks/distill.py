@@ -123,7 +123,7 @@ def run(params: Params, root: Path) -> dict:
     use_cache = cfg.teacher_cache and not cfg.train.augment.enabled and not hints
     logits = cached_logits(root, teacher, train) if use_cache else None
     console.print(f"distill: teacher {'from its logit cache' if use_cache else 'run live'}")
-    inputs = [layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.VALIDATION_REPORT, layout.TEACHER]  # never test
+    inputs = [layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.LABEL_CHECK, layout.TEACHER]  # never test
 
     parallel = cfg.parallel_control and distributed.world().size == 1 and (os.cpu_count() or 1) > 1
     if parallel and devices.select(cfg.train.device).type != "cpu":

@@ -145,7 +145,7 @@ def run(params: Params, root: Path) -> dict:
     for role in scorings.keys() - {"teacher"}:  # robustness relative to the teacher
         metrics[role]["relative_robustness"] = metrics[role]["corruption_accuracy"] / teacher["corruption_accuracy"]
     metrics["vs_champion"] = champion_info
-    metrics["labels"] = labels_summary(read_json(root / layout.VALIDATION_REPORT))
+    metrics["labels"] = labels_summary(read_json(root / layout.LABEL_CHECK))
     if champion is not None:
         metrics["vs_champion"]["resamples"] = cfg.bootstrap_resamples
         metrics["vs_champion"]["axes"] = compare(

@@ -12,6 +12,10 @@ RAW = Path("data/raw")  # the user's own data files (prepare.path), tracked by D
 CONTRACT = Path("data/contract.yaml")  # learnt once from train, then reviewed and versioned
 VALIDATION_REPORT = Path("reports/validation.json")
 DATA_DOCS = Path("reports/data_docs")  # Great Expectations Data Docs of the last validation (HTML)
+# The label check's outcome alone (kdflow.data.labels.outcome): the training rows excluded for
+# their labels, by position. Deterministic, unlike the report (timings), so that training reruns
+# only when the choice of rows changes.
+LABEL_CHECK = Path("reports/label_check.json")
 
 TEACHER = Path("models/teacher.pt")
 TEACHER_METRICS = Path("reports/teacher.json")

@@ -61,7 +61,8 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
         mlflow.log_params(flatten(params.model_dump(by_alias=True)))
         numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics(numeric)
-        mlflow.set_tags({f"lineage.{k}": v for k, v in lineage.items()} | {FINGERPRINT_TAG: fp})
+        labels = lineage_tags(read_json(root / layout.VALIDATION_REPORT))  # which rows were left out, and why
+        mlflow.set_tags({f"lineage.{k}": v for k, v in lineage.items()} | {FINGERPRINT_TAG: fp} | labels)
         for report in REPORTS:
             mlflow.log_artifact(str(root / report), artifact_path="reports")
         mlflow.log_artifact(str(root / layout.STUDENT), artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
@@ -87,7 +88,7 @@ def _log_run(params: Params, root: Path, metrics: dict, lineage: dict[str, str],
             cfg.model_name,
             tags={f"lineage.{k}": v for k, v in lineage.items()}
             | {FINGERPRINT_TAG: fp, RUN_TAG: run.info.run_id, JUDGED_AGAINST_TAG: judged_against, SERVED_MODEL_TAG: served}
-            | lineage_tags(read_json(root / layout.VALIDATION_REPORT)),
+            | labels,
         )
     return version.version
 

@@ -27,9 +27,9 @@ from kdflow.training.models import build_model, count_parameters, import_teacher
 from tasks import layout
 from tasks._stage import main, run_key
 
-# What the teacher-logit cache belongs to: the teacher, the training split and the validation
-# report that chose its rows (see training_split).
-CACHE_KEYS = {"teacher_md5": layout.TEACHER, "train_md5": layout.SPLIT_FILES["train"], "validation_md5": layout.VALIDATION_REPORT}
+# What the teacher-logit cache belongs to: the teacher, the training split and the label check
+# that chose its rows (see training_split).
+CACHE_KEYS = {"teacher_md5": layout.TEACHER, "train_md5": layout.SPLIT_FILES["train"], "label_check_md5": layout.LABEL_CHECK}
 
 
 class NotValidated(KdflowError):
@@ -59,8 +59,12 @@ def require_validated(root: Path) -> dict:
 def training_split(root: Path) -> Split:
     """The training split less the rows validation excluded for their labels
     (validate.labels.action: exclude), once it has checked that validation passed on it."""
-    validation = require_validated(root)
-    return without_excluded(load_split(root / layout.SPLIT_FILES["train"]), validation)
+    require_validated(root)
+    path = root / layout.LABEL_CHECK
+    check = read_json(path) if path.exists() else None
+    if check is None or check.get("train_md5") != file_md5(root / layout.SPLIT_FILES["train"]):
+        raise NotValidated(f"{layout.LABEL_CHECK} is missing or about other training data: run stage validate again")
+    return without_excluded(load_split(root / layout.SPLIT_FILES["train"]), check)
 
 
 def write_logit_cache(root: Path, teacher: torch.nn.Module, train: Split) -> None:
@@ -86,7 +90,7 @@ def run(params: Params, root: Path) -> dict:
             cfg.train,
             label="teacher",
             state_path=root / layout.STATE / "teacher.pt",
-            run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.VALIDATION_REPORT)),
+            run_key=run_key(root, cfg, (layout.SPLIT_FILES["train"], layout.SPLIT_FILES["val"], layout.LABEL_CHECK)),
         )
         model, history = result.model, result.history
         metrics: dict[str, Any] = {

@@ -22,7 +22,7 @@ from kdflow.data.checks import Verdict, check
 from kdflow.data.contract import DataContract, check_matches, class_counts
 from kdflow.data.contract import read as read_contract
 from kdflow.data.drift import most_surprising
-from kdflow.data.labels import find, judge
+from kdflow.data.labels import find, judge, outcome
 from kdflow.data.offline_docs import localise
 from kdflow.data.splits import SPLITS, Schema, Split, load_split
 from kdflow.data.validation import Suites
@@ -44,6 +44,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.validate_
     report_path = root / layout.VALIDATION_REPORT
     report_path.unlink(missing_ok=True)
+    (root / layout.LABEL_CHECK).unlink(missing_ok=True)
     shutil.rmtree(root / layout.DATA_DOCS, ignore_errors=True)
     agreed = read_contract(root / layout.CONTRACT)
     splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
@@ -85,6 +86,8 @@ def run(params: Params, root: Path) -> dict:
         "label_issues": labels,  # suspicious training labels (kdflow.data.labels); None when not checked
         "seconds": verdict.seconds,
     }
+    if verdict.passed:  # what training reads: which rows to leave out
+        write_json(outcome(labels, report["inputs"][str(layout.SPLIT_FILES["train"])]), root / layout.LABEL_CHECK)
     write_json(report, report_path)
     problems = verdict.problems
     if problems:

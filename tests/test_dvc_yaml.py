@@ -20,7 +20,7 @@ def test_every_layout_output_is_declared_by_its_stage():
     outputs = {
         "prepare": {*map(str, layout.SPLIT_FILES.values()), str(layout.SCHEMA)},
         "contract": {str(layout.CONTRACT)},
-        "validate": {str(layout.VALIDATION_REPORT), str(layout.DATA_DOCS)},
+        "validate": {str(layout.VALIDATION_REPORT), str(layout.DATA_DOCS), str(layout.LABEL_CHECK)},
         "teacher": {str(layout.TEACHER), str(layout.TEACHER_LOGITS), str(layout.TEACHER_METRICS), str(layout.TEACHER_HISTORY)},
         "distill": {
             str(layout.STUDENT),

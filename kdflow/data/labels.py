@@ -159,9 +159,8 @@ def judge(
         problems.append(f"{found}; above validate.labels.max_share {cfg.max_share:.1%} (fix them, or set action exclude)")
     elif cfg.action == "exclude" and share > cfg.max_share:
         problems.append(
-            f"{found}; too many to leave out of training, above validate.labels.max_share {cfg.max_share:.1%}: the cheap "
-            f"model is {issues.oof_accuracy:.0%} accurate out of fold, so it may be the model that is wrong, not the labels "
-            "(try another validate.labels.model, or raise max_share)"
+            f"{found}; too many to leave out of training, above validate.labels.max_share {cfg.max_share:.1%} "
+            "(fix the labels, try another validate.labels.model, or raise max_share)"
         )
     elif cfg.action == "exclude" and count:
         kept = np.bincount(np.delete(train.y, issues.rows), minlength=len(classes))
@@ -176,25 +175,44 @@ def judge(
     return section, problems, warnings
 
 
-def summary(validation: dict[str, Any]) -> dict[str, Any] | None:
-    """The figures of the validation report's label check that `reports/metrics.json` carries
-    (so `dvc metrics show` and the model version have them); None when it did not run."""
-    issues = validation.get("label_issues")
-    if not issues or issues.get("skipped"):
-        return None
+def outcome(section: dict[str, Any] | None, train_md5: str) -> dict[str, Any]:
+    """What training needs of the label check (reports/label_check.json): the rows excluded,
+    for which training split, and the counts `reports/metrics.json` carries."""
+    if section is None or section.get("skipped"):
+        return {
+            "train_md5": train_md5,
+            "checked": False,
+            "action": section["action"] if section else "off",
+            "checked_rows": 0,
+            "suspected": 0,
+            "suspected_share": 0.0,
+            "excluded": [],
+        }
     return {
-        "action": issues["action"],
-        "checked_rows": issues["checked_rows"],
-        "suspected": issues["suspected"],
-        "suspected_share": issues["share"],
-        "excluded": len(issues["excluded"]),
+        "train_md5": train_md5,
+        "checked": True,
+        "action": section["action"],
+        "checked_rows": section["checked_rows"],
+        "suspected": section["suspected"],
+        "suspected_share": section["share"],
+        "excluded": section["excluded"],
     }
 
 
-def without_excluded(train: Split, validation: dict[str, Any]) -> Split:
-    """`train` less the rows the validation report (already checked to be about this split)
-    excluded for their labels; `train` itself when none were."""
-    excluded = (validation.get("label_issues") or {}).get("excluded") or []
+def summary(check: dict[str, Any]) -> dict[str, Any] | None:
+    """The label check's figures for `reports/metrics.json` (so `dvc metrics show` and the model
+    version have them); None when it did not run."""
+    if not check.get("checked"):
+        return None
+    return {k: check[k] for k in ("action", "checked_rows", "suspected", "suspected_share")} | {
+        "excluded": len(check["excluded"])
+    }
+
+
+def without_excluded(train: Split, check: dict[str, Any]) -> Split:
+    """`train` less the rows the label check (`outcome`, already checked to be about this
+    split) excluded for their labels; `train` itself when none were."""
+    excluded = check.get("excluded") or []
     if not excluded:
         return train
     return train.rows(np.setdiff1d(np.arange(len(train)), np.asarray(excluded, dtype=np.int64)))

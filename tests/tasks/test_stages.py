@@ -251,7 +251,7 @@ def test_rows_excluded_for_their_labels_are_never_trained_on(prepared, tiny_para
     )
     params = with_changes(
         tiny_params,
-        validate={"min_rows": 10, "labels": {"action": "exclude"}},
+        validate={"min_rows": 10, "labels": {"action": "exclude", "max_share": 0.5}},
         distill={"train": plain.model_dump(exclude={"seed"})},
     )
     issues = validate.run(params, prepared)["label_issues"]
@@ -266,7 +266,7 @@ def test_rows_excluded_for_their_labels_are_never_trained_on(prepared, tiny_para
     assert tags["lineage.labels.action"] == "exclude" and tags["lineage.labels.excluded_rows"] == str(len(excluded))
 
     validate.run(tiny_params, prepared)  # warn: the same rows now all count as training rows
-    with pytest.raises(distill.CacheMismatch, match="stale: validation_md5"):
+    with pytest.raises(distill.CacheMismatch, match="stale: label_check_md5"):
         distill.run(params, prepared)
 
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from kdflow.config import LabelsConfig
-from kdflow.data.labels import find, judge, lineage_tags, without_excluded
+from kdflow.data.labels import find, judge, lineage_tags, outcome, without_excluded
 from kdflow.data.splits import Split
 
 CLASSES = [str(c) for c in range(10)]
@@ -70,7 +70,7 @@ def test_each_action():
 
     section, problems, _ = judge(issues, train, CLASSES, LabelsConfig(action="exclude"))
     assert not problems and section["excluded"] == sorted(issues.rows.tolist())
-    kept = without_excluded(train, {"label_issues": section})
+    kept = without_excluded(train, outcome(section, "md5"))
     assert len(kept) == len(train) - len(issues.rows)
     assert not set(kept.origin) & set(train.where(issues.rows))
     tags = lineage_tags({"label_issues": section})
