@@ -121,6 +121,10 @@ class LabelsConfig(_Strict):
     # training (teacher and student), recorded in the validation report and the lineage
     action: Literal["off", "warn", "fail", "exclude"] = "warn"
     max_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # exclude only the suspects whose likely label the cheap model rates at least this much more
+    # probable than the given one (out of fold): leaving out a right label costs more than
+    # keeping a wrong one, and a weak cheap model suspects many right ones (bench/label_noise.py)
+    exclude_margin: Annotated[float, Field(ge=0, le=1)] = 0.2
     # the cheap model: extremely randomised trees (no scaling, any feature kind, ~1 s per
     # 1,000 rows x 40 features on 2 cores), a logistic regression or gradient boosting
     model: Literal["extra_trees", "logistic", "boosting"] = "extra_trees"

@@ -42,6 +42,7 @@ class LabelIssues:
     given: np.ndarray  # their given labels (class indices)
     likely: np.ndarray  # the cheap model's most probable label for each
     quality: np.ndarray  # cleanlab's label quality score (self-confidence), 0 to 1, low is bad
+    margin: np.ndarray  # the likely label's out-of-fold probability minus the given label's
     oof_accuracy: float  # the cheap model's out-of-fold accuracy on the checked rows' given labels
     folds: int
     seconds: float
@@ -95,7 +96,8 @@ def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
     folds = min(cfg.folds, int(counts.min()))
     if len(present) < 2 or folds < 2:
         why = "fewer than 2 classes" if len(present) < 2 else f"class index {present[int(counts.argmin())]} has a single row"
-        return LabelIssues(checked, empty, empty, empty, np.zeros(0), float("nan"), 0, time.perf_counter() - started, why)
+        none = np.zeros(0)
+        return LabelIssues(checked, empty, empty, empty, none, none, float("nan"), 0, time.perf_counter() - started, why)
     probs = out_of_fold(x, y, cfg.model, folds, cfg.seed)
     suspected = np.flatnonzero(find_label_issues(y, probs, n_jobs=1))
     quality = get_self_confidence_for_each_label(y, probs)
@@ -106,6 +108,7 @@ def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
         given=present[y[order]],
         likely=present[probs[order].argmax(axis=1)],
         quality=quality[order],
+        margin=probs[order].max(axis=1) - quality[order],
         oof_accuracy=float(np.mean(probs.argmax(axis=1) == y)),
         folds=folds,
         seconds=time.perf_counter() - started,
@@ -131,8 +134,17 @@ def judge(
         "share": round(share, 4),
         "max_share": cfg.max_share,
         "rows": [
-            {"row": name, "position": int(pos), "given": classes[g], "likely": classes[k], "quality": round(float(q), 4)}
-            for name, pos, g, k, q in zip(where, issues.rows, issues.given, issues.likely, issues.quality, strict=False)
+            {
+                "row": name,
+                "position": int(pos),
+                "given": classes[g],
+                "likely": classes[k],
+                "quality": round(float(q), 4),
+                "margin": round(float(m), 4),
+            }
+            for name, pos, g, k, q, m in zip(
+                where, issues.rows, issues.given, issues.likely, issues.quality, issues.margin, strict=False
+            )
         ],
         "excluded": [],
         "seconds": round(issues.seconds, 2),
@@ -157,19 +169,26 @@ def judge(
     )
     if cfg.action == "fail" and share > cfg.max_share:
         problems.append(f"{found}; above validate.labels.max_share {cfg.max_share:.1%} (fix them, or set action exclude)")
-    elif cfg.action == "exclude" and share > cfg.max_share:
-        problems.append(
-            f"{found}; too many to leave out of training, above validate.labels.max_share {cfg.max_share:.1%} "
-            "(fix the labels, try another validate.labels.model, or raise max_share)"
-        )
     elif cfg.action == "exclude" and count:
-        kept = np.bincount(np.delete(train.y, issues.rows), minlength=len(classes))
-        lost = [classes[c] for c in np.unique(train.y) if kept[c] == 0]
-        if lost:
-            problems.append(f"{found}; excluding them would leave no training row of class {', '.join(lost)}")
+        # only the confident suspicions: leaving out a right label costs more than keeping a wrong one
+        chosen = issues.rows[issues.margin >= cfg.exclude_margin]
+        if len(chosen) / max(1, len(issues.checked)) > cfg.max_share:
+            problems.append(
+                f"{found}; {len(chosen)} of them by a margin of at least validate.labels.exclude_margin "
+                f"{cfg.exclude_margin}: too many to leave out of training, above validate.labels.max_share "
+                f"{cfg.max_share:.1%} (fix the labels, try another validate.labels.model, or raise max_share)"
+            )
         else:
-            section["excluded"] = sorted(int(p) for p in issues.rows)
-            warnings.append(f"{found}; excluded from training (validate.labels.action: exclude)")
+            kept = np.bincount(np.delete(train.y, chosen), minlength=len(classes))
+            lost = [classes[c] for c in np.unique(train.y) if kept[c] == 0]
+            if lost:
+                problems.append(f"{found}; excluding them would leave no training row of class {', '.join(lost)}")
+            else:
+                section["excluded"] = sorted(int(p) for p in chosen)
+                warnings.append(
+                    f"{found}; {len(chosen)} excluded from training, those the model rates at least "
+                    f"validate.labels.exclude_margin {cfg.exclude_margin} more likely to be another class"
+                )
     elif count:
         warnings.append(found)
     return section, problems, warnings

@@ -55,7 +55,7 @@ def test_clean_labels_are_mostly_left_alone():
 
 
 def test_each_action():
-    train, _ = digits(0.05)
+    train, planted = digits(0.05)
     issues = find(train, LabelsConfig())
     section, problems, warnings = judge(issues, train, CLASSES, LabelsConfig(action="warn"))
     assert not problems and len(warnings) == 1 and section["excluded"] == []
@@ -69,12 +69,14 @@ def test_each_action():
     assert not problems and warnings
 
     section, problems, _ = judge(issues, train, CLASSES, LabelsConfig(action="exclude"))
-    assert not problems and section["excluded"] == sorted(issues.rows.tolist())
+    confident = issues.rows[issues.margin >= 0.2]  # validate.labels.exclude_margin
+    assert not problems and section["excluded"] == sorted(confident.tolist()) and 0 < len(confident) <= len(issues.rows)
+    assert np.isin(confident, planted).mean() >= np.isin(issues.rows, planted).mean()  # no less precise
     kept = without_excluded(train, outcome(section, "md5"))
-    assert len(kept) == len(train) - len(issues.rows)
-    assert not set(kept.origin) & set(train.where(issues.rows))
+    assert len(kept) == len(train) - len(confident)
+    assert not set(kept.origin) & set(train.where(confident))
     tags = lineage_tags({"label_issues": section})
-    assert tags["lineage.labels.excluded_rows"] == str(len(issues.rows)) and "lineage.labels.excluded_md5" in tags
+    assert tags["lineage.labels.excluded_rows"] == str(len(confident)) and "lineage.labels.excluded_md5" in tags
 
 
 def test_exclude_never_empties_a_class():
@@ -82,8 +84,10 @@ def test_exclude_never_empties_a_class():
     y = np.array([0] * 10 + [1] * 8 + [2] * 2)
     train = Split(x, y)
     issues = find(train, LabelsConfig(folds=2))
-    forced = type(issues)(issues.checked, np.array([18, 19]), np.array([2, 2]), np.array([1, 1]), np.zeros(2), 0.5, 2, 0.0)
-    section, problems, _ = judge(forced, train, ["a", "b", "c"], LabelsConfig(action="exclude"))
+    forced = type(issues)(
+        issues.checked, np.array([18, 19]), np.array([2, 2]), np.array([1, 1]), np.zeros(2), np.ones(2), 0.5, 2, 0.0
+    )
+    section, problems, _ = judge(forced, train, ["a", "b", "c"], LabelsConfig(action="exclude", max_share=0.5))
     assert problems and "no training row of class c" in problems[0] and section["excluded"] == []
 
 
