@@ -154,8 +154,16 @@ def test_training_evaluation_and_registration(prepared, tiny_params):
         "comparison",
         "seeds",
         "vs_champion",
+        "labels",
         "measured",
     }
+    labels = metrics["labels"]  # the label check's figures, from validate (warn: nothing excluded)
+    assert labels["action"] == "warn" and labels["checked_rows"] == 430 and labels["excluded"] == 0
+    assert labels["suspected_share"] == pytest.approx(labels["suspected"] / 430, abs=1e-4)
+    # slices by class: every model has its table; at 12 test rows a class, none is judged
+    assert len(metrics["student"]["slices"]["table"]) == 10 and metrics["student"]["slices"]["worst"] is None
+    assert len(metrics["comparison"]["slices_vs_teacher"]) == 10
+    assert (prepared / layout.SLICES).read_text().startswith("model,slice,rows,accuracy")
     assert metrics["measured"]["student"] == file_md5(prepared / layout.STUDENT) and metrics["measured"]["champion"] is None
     assert metrics["student_onnx"]["parity"]["max_abs_logit_diff"] < 1e-4
     assert metrics["student_int8"]["parity"]["agreement"] > 0.9
