@@ -87,7 +87,7 @@ def setup(work: Path, dataset: str, raw: dict) -> Path:
     if not root.exists():
         root.mkdir(parents=True)
         if dataset == "fair":
-            from bench.real_tables import write_table
+            from real_tables import write_table  # bench/ is the script's folder
 
             write_table("fair", root / "data/raw/table.csv")
         configure(root)
@@ -128,6 +128,7 @@ def one(root: Path, raw: dict, kind: str | None, share: float, action: str, trai
         "precision": round(hits / len(found), 3) if len(found) else None,
         "recall": round(hits / len(planted), 3) if len(planted) else None,
         "excluded": len(issues["excluded"]),
+        "excluded_precision": round(float(np.isin(issues["excluded"], planted).mean()), 3) if issues["excluded"] else None,
         "oof_accuracy": issues["oof_accuracy"],
         "validate_seconds": round(time.perf_counter() - started, 1),
         "labels_seconds": issues["seconds"],
@@ -206,7 +207,7 @@ def main() -> None:
         previous["scale"] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "rows": scale()}
         RESULT.write_text(json.dumps(previous, indent=1) + "\n")
         return
-    results: dict = {}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="kdflow-label-noise-") as scratch:
         for dataset in args.datasets:
             raw = params_for(dataset, args.distill_epochs)
@@ -218,17 +219,23 @@ def main() -> None:
                     rows.append(one(root, raw, kind, share, "warn", trained))
                     if trained:
                         rows.append(one(root, raw, kind, share, "exclude", True))
-            results[dataset] = {"rows": rows, "recovery": [] if args.quick else recovered(rows)}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    stamp = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit}
-    out = previous | {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "distill_epochs": args.distill_epochs,
-        "datasets": previous.get("datasets", {}) | {d: r | stamp for d, r in results.items()},
-    }
-    if not args.quick:
-        RESULT.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps({d: r["recovery"] for d, r in results.items()}, indent=1))
+            result = {"rows": rows, "recovery": [] if args.quick else recovered(rows)}
+            print(json.dumps({dataset: result["recovery"]}, indent=1), flush=True)
+            if not args.quick:  # after each dataset: a later one that fails loses nothing
+                stamp = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit}
+                previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+                RESULT.write_text(
+                    json.dumps(
+                        previous
+                        | {
+                            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                            "distill_epochs": args.distill_epochs,
+                            "datasets": previous.get("datasets", {}) | {dataset: result | stamp},
+                        },
+                        indent=1,
+                    )
+                    + "\n"
+                )
 
 
 if __name__ == "__main__":

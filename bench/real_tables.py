@@ -133,6 +133,12 @@ def one_run(work: Path, name: str, seed: int) -> dict:
         stage.run(params, root)
     metrics = evaluate.run(params, root)
     row = {role: {k: metrics[role][k] for k in ("accuracy", "macro_f1", "ece", "ece_scaled")} for role in ROLES}
+    for role in ROLES:  # the trust axes: membership leakage and the worst class slice (NaN: none judged)
+        row[role]["membership_auc"] = metrics[role]["membership"]["auc"]
+        worst = (metrics[role].get("slices") or {}).get("worst")
+        row[role]["worst_slice_accuracy"] = worst["accuracy"] if worst else float("nan")
+    labels = metrics.get("labels") or {}
+    row["labels"] = {"suspected_share": labels.get("suspected_share", float("nan"))}
     row["seeds"] = metrics.get("seeds")
     row["seconds"] = round(time.perf_counter() - start, 1)
     row |= baselines(root, seed)
@@ -145,7 +151,7 @@ def mean_std(values: list[float]) -> dict:
 
 
 def summarise(rows: list[dict]) -> dict:
-    models = [*ROLES, "logistic_regression", "gradient_boosting"]
+    models = [*ROLES, "logistic_regression", "gradient_boosting", "labels"]
     out = {m: {k: mean_std([r[m][k] for r in rows]) for k in rows[0][m]} for m in models}
     out["student_minus_control"] = mean_std([r["student"]["accuracy"] - r["control"]["accuracy"] for r in rows])
     best = max(out["logistic_regression"]["accuracy"]["mean"], out["gradient_boosting"]["accuracy"]["mean"])
@@ -170,7 +176,10 @@ def main() -> None:
             print(
                 f"{name}: teacher {t['teacher']['accuracy']['mean']:.4f} student {t['student']['accuracy']['mean']:.4f} "
                 f"control {t['control']['accuracy']['mean']:.4f} logreg {t['logistic_regression']['accuracy']['mean']:.4f} "
-                f"hgb {t['gradient_boosting']['accuracy']['mean']:.4f} student ECE scaled {t['student']['ece_scaled']['mean']:.4f}",
+                f"hgb {t['gradient_boosting']['accuracy']['mean']:.4f} student ECE scaled {t['student']['ece_scaled']['mean']:.4f}; "
+                f"membership AUC teacher {t['teacher']['membership_auc']['mean']:.3f} student {t['student']['membership_auc']['mean']:.3f} "
+                f"control {t['control']['membership_auc']['mean']:.3f}; worst class accuracy teacher {t['teacher']['worst_slice_accuracy']['mean']:.3f} "
+                f"student {t['student']['worst_slice_accuracy']['mean']:.3f}; suspected labels {t['labels']['suspected_share']['mean']:.3f}",
                 flush=True,
             )
             os.environ.clear()
