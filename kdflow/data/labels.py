@@ -158,8 +158,8 @@ def judge(
     )
     sampled = f" (a seeded sample of the {len(train)}: validate.labels.max_rows)" if len(issues.checked) < len(train) else ""
     found = (
-        f"labels: {count} of {len(issues.checked)} training rows{sampled} ({share:.1%}) have a label a {cfg.model} model "
-        f"cross-validated on train finds implausible: {named}; all in reports/validation.json (label_issues.rows)"
+        f"labels: {count} of {len(issues.checked)} training rows{sampled} ({share:.1%}) have a label that the cheap "
+        f"model ({cfg.model}), cross-validated on train, finds implausible: {named}; all in reports/validation.json (label_issues.rows)"
         + (
             f" (that model is only {issues.oof_accuracy:.0%} accurate out of fold: many of these may be its mistakes, not "
             "wrong labels)"
