@@ -36,7 +36,7 @@ class NotValidated(KdflowError):
     pass
 
 
-def require_validated(root: Path) -> dict:
+def require_validated(root: Path) -> None:
     """Training is the first stage that spends compute: it never starts from data that did
     not pass, whichever door the run came in by."""
     path = root / layout.VALIDATION_REPORT
@@ -53,12 +53,12 @@ def require_validated(root: Path) -> dict:
         name = str(layout.SPLIT_FILES[split])
         if checked.get(name) != file_md5(root / name):
             raise NotValidated(f"{name} changed since it passed validation: run stage validate again")
-    return report
 
 
 def training_split(root: Path) -> Split:
     """The training split less the rows validation excluded for their labels
-    (validate.labels.action: exclude), once it has checked that validation passed on it."""
+    (validate.labels.action: exclude, in reports/label_check.json), once it has checked that
+    validation passed on this split."""
     require_validated(root)
     path = root / layout.LABEL_CHECK
     check = read_json(path) if path.exists() else None
@@ -69,7 +69,7 @@ def training_split(root: Path) -> Split:
 
 def write_logit_cache(root: Path, teacher: torch.nn.Module, train: Split) -> None:
     """The teacher's logits on `train` (the rows it was trained on), keyed by the MD5s of the
-    teacher, of the training split and of the validation report that chose the rows."""
+    teacher, of the training split and of the label check that chose the rows."""
     logits = predict(teacher, torch.from_numpy(train.x))
     payload = {"logits": logits, **{key: file_md5(root / path) for key, path in CACHE_KEYS.items()}}
     with atomic_path(root / layout.TEACHER_LOGITS) as tmp, open(tmp, "wb") as handle:
