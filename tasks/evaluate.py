@@ -163,12 +163,7 @@ def run(params: Params, root: Path) -> dict:
         # per slice: did distillation serve one worse than the teacher did? (gate max_slice_drop_vs_teacher)
         "slices_vs_teacher": None
         if bench.slices is None
-        else slicing.gaps(
-            slicing.right(student.logits, bench.y),
-            slicing.right(scorings["teacher"].logits, bench.y),
-            bench.slices,
-            cfg.bootstrap_resamples,
-        ),
+        else slicing.gaps(student.correct, scorings["teacher"].correct, bench.slices, cfg.bootstrap_resamples),
         **{f"student_to_teacher_latency_b{b}": p50.read(student_row, b) / p50.read(teacher, b) for b in bench.batch_sizes},
         "latency_threads": cfg.latency.threads,
         "latency_batch_sizes": bench.batch_sizes,

@@ -197,24 +197,17 @@ def judge(
 def outcome(section: dict[str, Any] | None, train_md5: str) -> dict[str, Any]:
     """What training needs of the label check (reports/label_check.json): the rows excluded,
     for which training split, and the counts `reports/metrics.json` carries."""
-    if section is None or section.get("skipped"):
-        return {
-            "train_md5": train_md5,
-            "checked": False,
-            "action": section["action"] if section else "off",
-            "checked_rows": 0,
-            "suspected": 0,
-            "suspected_share": 0.0,
-            "excluded": [],
-        }
+    checked = section is not None and not section.get("skipped")
+    none: dict[str, Any] = {"checked_rows": 0, "suspected": 0, "share": 0.0, "excluded": []}
+    found: dict[str, Any] = section if section is not None and checked else none
     return {
         "train_md5": train_md5,
-        "checked": True,
-        "action": section["action"],
-        "checked_rows": section["checked_rows"],
-        "suspected": section["suspected"],
-        "suspected_share": section["share"],
-        "excluded": section["excluded"],
+        "checked": checked,
+        "action": section["action"] if section else "off",
+        "checked_rows": found["checked_rows"],
+        "suspected": found["suspected"],
+        "suspected_share": found["share"],
+        "excluded": found["excluded"],
     }
 
 

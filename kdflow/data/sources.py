@@ -55,9 +55,8 @@ class Loaded:
 
     def rows(self, index: np.ndarray) -> Split:
         """These rows as a split, each still named as in the source."""
-        origin = self.origin[index] if self.origin is not None else np.asarray(index)
-        groups = None if self.groups is None else self.groups[index]
-        return Split(self.x[index], self.y[index], groups, origin, {k: v[index] for k, v in self.attributes.items()})
+        origin = self.origin if self.origin is not None else np.arange(len(self.y))
+        return Split(self.x, self.y, self.groups, origin, self.attributes).rows(index)
 
     @property
     def schema(self) -> Schema:

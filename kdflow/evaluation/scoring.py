@@ -96,6 +96,11 @@ class Scoring:
         return predict(self.model, self.bench.x)
 
     @cached_property
+    def correct(self) -> np.ndarray:
+        """1.0 where the model's top class is the test label, else 0.0; computed once."""
+        return (self.logits.argmax(-1) == self.bench.y).numpy().astype(np.float64)
+
+    @cached_property
     def member_loss(self) -> np.ndarray | None:
         """The loss on each of the bench's training rows (the membership attack's members); computed once."""
         if self.bench.member_x is None or self.bench.member_y is None:
@@ -302,7 +307,7 @@ def slices(s: Scoring) -> dict | None:
     None when evaluate.slices names none."""
     if s.bench.slices is None:
         return None
-    return slicing.table(slicing.right(s.logits, s.bench.y), s.bench.slices)
+    return slicing.table(s.correct, s.bench.slices)
 
 
 def fidelity(s: Scoring) -> dict[str, float]:

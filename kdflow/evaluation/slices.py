@@ -125,11 +125,6 @@ def plot_rows(metrics: dict, roles) -> list[dict]:
     ]
 
 
-def right(logits, y) -> np.ndarray:
-    """1 where a model's top class (`logits`, a tensor [n, classes]) is the label `y`, else 0."""
-    return (logits.argmax(-1) == y).numpy().astype(np.float64)
-
-
 def gaps(
     candidate: np.ndarray, reference: np.ndarray, slices: Slices, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> list[dict]:
