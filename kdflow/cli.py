@@ -44,6 +44,18 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @contextmanager
+def _local_api():
+    """Prefect's API for this command's flow: a configured server, or a local one of its own."""
+    from kdflow.local_api import LocalApiError, local_api
+
+    try:
+        with local_api():
+            yield
+    except LocalApiError as error:
+        _fail(str(error))
+
+
+@contextmanager
 def _registry_errors():
     """A registry that refuses or cannot be reached is an error message, not a traceback."""
     from mlflow.exceptions import MlflowException
@@ -86,9 +98,10 @@ def _registry(root: Path):
 def run() -> None:
     """Run the whole lifecycle (Prefect flow); DVC skips every stage whose inputs are unchanged."""
     root = _project()
-    from flows.lifecycle import ALWAYS_RUN, lifecycle
+    with _local_api():
+        from flows.lifecycle import ALWAYS_RUN, lifecycle
 
-    state = lifecycle(root=str(root), return_state=True)
+        state = lifecycle(root=str(root), return_state=True)
     if not state.is_completed():
         _fail(f"lifecycle {(state.name or 'failed').lower()}: {state.message or 'see the log above'}")
     ran = cast(dict[str, bool], state.result())  # what the flow returns when it completes
@@ -254,37 +267,38 @@ def monitor(
         _fail(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if (batch is None) == (not new):
         _fail("give a BATCH, or --new to judge the new batches in monitor.schedule.folder (not both)")
-    from flows.monitor import ALARM, monitor_folder
-    from flows.monitor import monitor as monitor_flow
+    with _local_api():
+        from flows.monitor import ALARM, monitor_folder
+        from flows.monitor import monitor as monitor_flow
 
-    if new:
-        folder_state = monitor_folder(root=str(root), policy=policy, return_state=True)
-        verdicts: Any = folder_state.result(raise_on_failure=False)
-        if not isinstance(verdicts, dict):
-            _fail(folder_state.message or "the monitor failed; see the log above")
-        for name, verdict in verdicts.items():
-            console.print(f"{safe(name)}: {verdict}", highlight=False)
-        if not verdicts:
-            console.print(f"no new batch in {load_params(root / 'params.yaml').monitor.schedule.folder}")
-        raise typer.Exit(1 if "error" in verdicts.values() else 2 if ALARM in verdicts.values() else 0)
+        if new:
+            folder_state = monitor_folder(root=str(root), policy=policy, return_state=True)
+            verdicts: Any = folder_state.result(raise_on_failure=False)
+            if not isinstance(verdicts, dict):
+                _fail(folder_state.message or "the monitor failed; see the log above")
+            for name, verdict in verdicts.items():
+                console.print(f"{safe(name)}: {verdict}", highlight=False)
+            if not verdicts:
+                console.print(f"no new batch in {load_params(root / 'params.yaml').monitor.schedule.folder}")
+            raise typer.Exit(1 if "error" in verdicts.values() else 2 if ALARM in verdicts.values() else 0)
 
-    assert batch is not None
-    where = batch.resolve()
-    shown = str(where.relative_to(root)) if where.is_relative_to(root) else str(where)
-    state = monitor_flow(batch=shown, root=str(root), policy=policy, return_state=True)
-    result: Any = state.result(raise_on_failure=False)  # the report (a dict), or the exception that stopped it
-    if state.is_completed():
-        console.print(f"[green]healthy[/]: {safe(shown)}: {result['batch']['rows']} rows, no alarm; report {result['html']}")
-        return
-    if (state.message or "").startswith(ALARM) and isinstance(result, dict):
-        errors.print(f"[bold red]alarm[/]: {safe(shown)}: {result['batch']['rows']} rows", highlight=False)
-        for reason in result["alarms"]:
-            errors.print(f"  - {safe(reason)}", highlight=False)
-        if result.get("action"):
-            errors.print(f"  action ({result['action']['policy']}): {safe(result['action']['detail'])}", highlight=False)
-        errors.print(f"  report {result['html']}", highlight=False)
-        raise typer.Exit(2)
-    _fail(state.message or "the monitor failed; see the log above")
+        assert batch is not None
+        where = batch.resolve()
+        shown = str(where.relative_to(root)) if where.is_relative_to(root) else str(where)
+        state = monitor_flow(batch=shown, root=str(root), policy=policy, return_state=True)
+        result: Any = state.result(raise_on_failure=False)  # the report (a dict), or the exception that stopped it
+        if state.is_completed():
+            console.print(f"[green]healthy[/]: {safe(shown)}: {result['batch']['rows']} rows, no alarm; report {result['html']}")
+            return
+        if (state.message or "").startswith(ALARM) and isinstance(result, dict):
+            errors.print(f"[bold red]alarm[/]: {safe(shown)}: {result['batch']['rows']} rows", highlight=False)
+            for reason in result["alarms"]:
+                errors.print(f"  - {safe(reason)}", highlight=False)
+            if result.get("action"):
+                errors.print(f"  action ({result['action']['policy']}): {safe(result['action']['detail'])}", highlight=False)
+            errors.print(f"  report {result['html']}", highlight=False)
+            raise typer.Exit(2)
+        _fail(state.message or "the monitor failed; see the log above")
 
 
 @app.command()

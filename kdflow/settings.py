@@ -1,7 +1,7 @@
 """Embedded defaults: where state lives and what must stay quiet, when nothing else is set.
 
-With no setting at all, MLflow uses `sqlite:///<project>/mlflow.db`, Prefect its local ephemeral
-API with `PREFECT_HOME` inside the project, and the telemetry of every tool is off. Each default
+With no setting at all, MLflow uses `sqlite:///<project>/mlflow.db`, Prefect a local API of the
+run's own (`kdflow.local_api`) with `PREFECT_HOME` inside the project, and the telemetry of every tool is off. Each default
 is only applied when the variable is unset, so pointing at a real server is one export away
 (`MLFLOW_TRACKING_URI`, `PREFECT_API_URL`, `KDFLOW_ARTIFACT_ROOT`).
 
@@ -53,7 +53,7 @@ def defaults(root: Path) -> dict[str, str]:
     return {
         **local,
         "PREFECT_HOME": str(root / ".prefect"),
-        # The ephemeral Prefect API starts in 6-10 s here; its 20 s default is too tight on a
+        # The local Prefect API (kdflow.local_api) starts in 6-10 s here; its 20 s default is too tight on a
         # loaded 2-core machine.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "INFO",

@@ -8,7 +8,7 @@ create the same version twice, so every registry write holds one lock:
   profile), a Prefect global concurrency limit of
   one slot (`kdflow-registry`, created on first use), which every worker of every machine that
   talks to that server shares;
-- otherwise a file lock: beside the SQLite database for the embedded default (every process on
+- otherwise (also for a run's own local API, `kdflow.local_api`) a file lock: beside the SQLite database for the embedded default (every process on
   the machine that uses that database), or in the temporary folder for another tracking URI
   without a Prefect server (this machine only: say so in a team setup by configuring Prefect).
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from kdflow.errors import KdflowError
+from kdflow.local_api import is_local
 
 LIMIT_NAME = "kdflow-registry"
 WAIT_SECONDS = 600.0  # a registration logs a model: minutes at worst, never this long
@@ -78,13 +79,16 @@ def _prefect_lock(wait: float) -> Iterator[None]:
 
 
 def prefect_server() -> str | None:
-    """The Prefect API kdflow would talk to, from the environment or the active profile; None
-    for Prefect's ephemeral in-process API (one machine: the file lock serves)."""
+    """The shared Prefect API kdflow would talk to, from the environment or the active profile;
+    None for Prefect's ephemeral API and for a run's own local one (one machine: the file lock
+    serves)."""
     if "PREFECT_API_URL" in os.environ:
-        return os.environ["PREFECT_API_URL"] or None
-    from prefect.settings import PREFECT_API_URL
+        url = os.environ["PREFECT_API_URL"]
+    else:
+        from prefect.settings import PREFECT_API_URL
 
-    return PREFECT_API_URL.value() or None
+        url = PREFECT_API_URL.value()
+    return None if not url or is_local(url) else url
 
 
 @contextmanager

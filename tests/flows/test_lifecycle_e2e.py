@@ -33,6 +33,8 @@ def kdflow(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def ok(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
+    # Every log line reached the run's Prefect API before it stopped (none retried at exit).
+    assert "Error logging to API" not in result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
