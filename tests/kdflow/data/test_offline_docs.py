@@ -270,10 +270,15 @@ def test_real_data_docs_load_nothing_remote_and_every_local_reference_exists(gx_
             assert (page.parent / ref).is_file() or ref.endswith("favicon.ico"), f"{page}: {ref}"  # GX misplaces the favicon
 
 
-# Reports, once the page and its fonts have loaded, what only the vendored assets can produce:
-# rows that bootstrap-table drew, Bootstrap's CSS on a .d-flex, Font Awesome's font on an icon.
+# Reports, once the page and its fonts have loaded and bootstrap-table has drawn every table
+# (or 3 s of the page's virtual time have passed: a busy machine delays it past "load"), what only
+# the vendored assets can produce: rows that bootstrap-table drew, Bootstrap's CSS on a .d-flex,
+# Font Awesome's font on an icon.
 PROBE = """<script>
-window.addEventListener("load", () => document.fonts.ready.then(() => {
+const drawn = () => document.querySelectorAll("div.bootstrap-table").length >= document.querySelectorAll('[data-toggle="table"]').length;
+const settled = (waited = 0) => drawn() || waited >= 3000
+  ? Promise.resolve() : new Promise(done => setTimeout(done, 100)).then(() => settled(waited + 100));
+window.addEventListener("load", () => document.fonts.ready.then(() => settled()).then(() => {
   const icon = document.querySelector(".fas"), flex = document.querySelector(".d-flex");
   const out = document.createElement("pre");
   out.id = "kdflow-probe";
