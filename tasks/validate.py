@@ -47,15 +47,16 @@ def run(params: Params, root: Path) -> dict:
     (root / layout.LABEL_CHECK).unlink(missing_ok=True)
     shutil.rmtree(root / layout.DATA_DOCS, ignore_errors=True)
     agreed = read_contract(root / layout.CONTRACT)
-    splits = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
+    loaded = {name: load_split(root / layout.SPLIT_FILES[name]) for name in SPLITS}
     check_matches(agreed, Schema.load(root / layout.SCHEMA), root / layout.CONTRACT)
-    # Images are checked pixel by pixel, as flat rows.
-    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in splits.items()}
+    # Images are checked pixel by pixel, as flat rows (the label check's network reads them whole).
+    splits = {name: Split(s.x.reshape(len(s.x), -1), s.y, s.groups, s.origin) for name, s in loaded.items()}
     from_train = agreed.learnt_from.get("md5") == file_md5(root / layout.SPLIT_FILES["train"])
     verdict = _checked(splits, agreed, params, from_train, root / layout.DATA_DOCS)
     labels = None
     if cfg.labels.action != "off" and verdict.passed:  # values the cheap model can read
-        labels, problems, warnings = judge(find(splits["train"], cfg.labels), splits["train"], agreed.classes, cfg.labels)
+        issues = find(loaded["train"], cfg.labels, params.teacher)
+        labels, problems, warnings = judge(issues, splits["train"], agreed.classes, cfg.labels)
         verdict.problems += problems
         verdict.warnings += warnings
         verdict.seconds["labels"] = labels["seconds"]

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from kdflow.config import LabelsConfig
+from kdflow.config import LabelsConfig, TeacherConfig
 from kdflow.data.splits import Split
+from kdflow.errors import InvalidSetup
 
 # How many suspected rows the report lists in full (all are counted; `exclude` keeps all
 # their positions).
@@ -70,17 +71,42 @@ def cheap_model(name: str, seed: int):
     return ExtraTreesClassifier(n_estimators=200, n_jobs=-1, random_state=seed)
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, model: str, folds: int, seed: int) -> np.ndarray:
+def out_of_fold(x: np.ndarray, y: np.ndarray, cfg: LabelsConfig, folds: int, teacher: TeacherConfig | None = None) -> np.ndarray:
     """Predicted probabilities for every row from a model trained on the other folds
-    (stratified); one column per label in `y`, which must be 0..k-1, each with `folds` rows."""
+    (stratified); one column per label in `y`, which must be 0..k-1, each with `folds` rows.
+    The scikit-learn models read each row flat; `network` reads it in its shape."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(cheap_model(model, seed), x, y, cv=splitter, method="predict_proba")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    flat = x.reshape(len(x), -1)
+    if cfg.model != "network":
+        return cross_val_predict(cheap_model(cfg.model, cfg.seed), flat, y, cv=splitter, method="predict_proba")
+    if teacher is None:
+        raise InvalidSetup("validate.labels.model network cross-validates the teacher's architecture: give the teacher section")
+    import io
+
+    import torch
+    from rich.console import Console
+
+    from kdflow.training.loop import fit, predict
+    from kdflow.training.models import build_model
+
+    # The last epoch's weights: picking an epoch on the held-out fold would let its labels,
+    # the ones being judged, choose the model.
+    settings = teacher.train.model_copy(update={"epochs": cfg.epochs, "patience": 0, "select": "last"})
+    classes = int(y.max()) + 1
+    probs = np.zeros((len(y), classes), dtype=np.float32)
+    quiet = Console(file=io.StringIO())
+    for fold, (kept, held) in enumerate(splitter.split(flat, y)):
+        model = build_model(teacher.model, x.shape[1:], classes, seed=cfg.seed + fold, inputs=x[kept])
+        fitted = fit(model, Split(x[kept], y[kept]), Split(x[held], y[held]), settings, label=f"labels {fold}", console=quiet)
+        probs[held] = torch.softmax(predict(fitted.model, torch.from_numpy(x[held])), dim=-1).numpy()
+    return probs
 
 
-def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
-    """Suspected label issues in `train` (images as flat rows of pixels)."""
+def find(train: Split, cfg: LabelsConfig, teacher: TeacherConfig | None = None) -> LabelIssues:
+    """Suspected label issues in `train`; `teacher` names the architecture that the `network`
+    cheap model cross-validates."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_self_confidence_for_each_label
 
@@ -89,7 +115,7 @@ def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
     checked = np.arange(n)
     if n > cfg.max_rows:
         checked = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_rows, replace=False))
-    x = train.x[checked].reshape(len(checked), -1)
+    x = train.x[checked]
     present, y = np.unique(train.y[checked], return_inverse=True)  # cleanlab wants labels 0..k-1
     counts = np.bincount(y)
     empty = np.zeros(0, dtype=np.int64)
@@ -98,7 +124,7 @@ def find(train: Split, cfg: LabelsConfig) -> LabelIssues:
         why = "fewer than 2 classes" if len(present) < 2 else f"class index {present[int(counts.argmin())]} has a single row"
         none = np.zeros(0)
         return LabelIssues(checked, empty, empty, empty, none, none, float("nan"), 0, time.perf_counter() - started, why)
-    probs = out_of_fold(x, y, cfg.model, folds, cfg.seed)
+    probs = out_of_fold(x, y, cfg, folds, teacher)
     suspected = np.flatnonzero(find_label_issues(y, probs, n_jobs=1))
     quality = get_self_confidence_for_each_label(y, probs)
     order = suspected[np.argsort(quality[suspected], kind="stable")]

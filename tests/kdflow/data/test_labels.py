@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from kdflow.config import LabelsConfig
+from kdflow.config import LabelsConfig, TeacherConfig
 from kdflow.data.labels import find, judge, lineage_tags, outcome, without_excluded
 from kdflow.data.splits import Split
+from kdflow.errors import InvalidSetup
 
 CLASSES = [str(c) for c in range(10)]
 
@@ -47,6 +48,25 @@ def test_planted_flips_are_found(share, targeted, least_recall):
     assert set(issues.likely[first]) <= set(range(10)) and issues.oof_accuracy > 0.85
     if targeted:
         assert np.mean(issues.likely[first] == 1) > 0.8  # a 7 that is likely a 1
+
+
+def test_the_network_cheap_model_cross_validates_the_teachers_architecture():
+    """digits as 8 x 8 images and a small ResNet teacher: its out-of-fold view finds the flips."""
+    train, planted = digits(0.05)
+    images = Split(train.x.reshape(-1, 1, 8, 8), train.y, origin=train.origin)
+    teacher = TeacherConfig.model_validate(
+        {
+            "model": {"name": "resnet", "kwargs": {"width": 8}, "standardize": True},
+            "train": {"epochs": 30, "threads": 1, "augment": {}},
+        }
+    )
+    cfg = LabelsConfig(model="network", epochs=8, folds=3)
+    issues = find(images, cfg, teacher)
+    precision, recall = precision_recall(issues.rows, planted)
+    assert recall >= 0.8 and precision >= 0.6 and issues.oof_accuracy > 0.85, (precision, recall, issues.oof_accuracy)
+    assert issues.folds == 3 and len(issues.checked) == len(images)
+    with pytest.raises(InvalidSetup, match="teacher's architecture"):
+        find(images, cfg)
 
 
 def test_clean_labels_are_mostly_left_alone():
