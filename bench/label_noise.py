@@ -2,7 +2,7 @@
 `exclude` buys the student.
 
     .venv/bin/python bench/label_noise.py             # both datasets
-    .venv/bin/python bench/label_noise.py --quick     # detection only, no training
+    .venv/bin/python bench/label_noise.py --quick     # detection only, no training (its own key)
 
 Datasets: MNIST-1D (the default params.yaml, distill.train.epochs cut to --distill-epochs to
 fit the bench in minutes) and "fair", a real table the defaults were not tuned on (statsmodels'
@@ -115,7 +115,7 @@ def one(root: Path, raw: dict, kind: str | None, share: float, action: str, trai
     save_split(noisy, root / layout.SPLIT_FILES["train"])
     raw = yaml.safe_load(yaml.safe_dump(raw))
     # max_share 0.5: the bench measures what exclude buys, so it excludes whatever is suspected
-    raw.setdefault("validate", {})["labels"] = {"action": action, "max_share": 0.5}
+    raw.setdefault("validate", {}).setdefault("labels", {}).update(action=action, max_share=0.5)
     params = parse_params(raw)
     (root / layout.CONTRACT).unlink(missing_ok=True)
     contract.run(params, root)
@@ -228,22 +228,23 @@ def main() -> None:
                         rows.append(one(root, raw, kind, share, "exclude", True))
             result = {"rows": rows, "recovery": [] if args.quick else recovered(rows), "seeds": args.seeds}
             key = dataset if args.seeds == 1 and not args.targeted_only else f"{dataset}, targeted 10 %, {args.seeds} seeds"
+            key = f"{dataset}, detection only" if args.quick else key
             print(json.dumps({key: result["recovery"]}, indent=1), flush=True)
-            if not args.quick:  # after each dataset: a later one that fails loses nothing
-                stamp = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit}
-                previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
-                RESULT.write_text(
-                    json.dumps(
-                        previous
-                        | {
-                            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                            "distill_epochs": args.distill_epochs,
-                            "datasets": previous.get("datasets", {}) | {key: result | stamp},
-                        },
-                        indent=1,
-                    )
-                    + "\n"
+            # after each dataset: a later one that fails loses nothing
+            stamp = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit}
+            previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+            RESULT.write_text(
+                json.dumps(
+                    previous
+                    | {
+                        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                        "distill_epochs": args.distill_epochs,
+                        "datasets": previous.get("datasets", {}) | {key: result | stamp},
+                    },
+                    indent=1,
                 )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":
