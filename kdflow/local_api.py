@@ -4,15 +4,18 @@ With no Prefect server configured, Prefect starts a temporary API server for the
 picks a random port in 8000-8999, checks that the port is free, and only then starts uvicorn,
 which binds it 6-10 s later on a 2-core machine. Two runs starting together (two projects,
 two CI workers) can pick the same port: the loser's uvicorn fails to bind, but its health check
-has already been answered by the winner's server, so it goes on with the winner's server, and
-its own database, and gets "Connection refused" half way through when the winner's run ends.
+has already been answered by the winner's server, so it goes on with the winner's server (and
+the winner's database), and gets "Connection refused" half way through when the winner's run
+ends.
 
 Here the socket is bound first (port 0: the OS chooses) and handed, still bound, to the server
 process, so the port is this run's from the start. The server is Prefect's own ephemeral app
 (no UI, no background services), with this project's `PREFECT_HOME`. The run reaches it through
-`PREFECT_API_URL`, set before Prefect is imported; `KDFLOW_LOCAL_PREFECT_API` marks that URL as
-the run's own, so the registry lock (`kdflow.registry.locks`) still serialises writers with its
-file lock, as it does for the ephemeral API: a per-run server cannot serialise anything.
+`PREFECT_API_URL`; `KDFLOW_LOCAL_PREFECT_API` marks that URL as the run's own, so the registry
+lock (`kdflow.registry.locks`) still serialises writers with its file lock, as it does for the
+ephemeral API: a per-run server cannot serialise anything. The server lives in its own session
+(Ctrl-C reaches the run, which drains its logs and then stops the server) and ends when its
+standard input closes, so a run that is killed outright does not leave it behind.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,19 +49,23 @@ def is_local(url: str | None) -> bool:
 def local_api() -> Iterator[str | None]:
     """Serve Prefect's API for this process while the block runs; yield its URL.
 
-    Yields None, and starts nothing, when a server is configured (`PREFECT_API_URL`) or when
-    Prefect is already imported here (its settings are read at import: it keeps its own
-    temporary server then)."""
-    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
+    Yields None, and starts nothing, when a Prefect server is configured: in the environment,
+    a `.env`, `prefect.toml`, `pyproject.toml` or the active Prefect profile."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import Settings
+
+    if Settings().api.url:  # read afresh, from every place Prefect reads it
         yield None
         return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0"}
-    with sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
         process = subprocess.Popen(
-            [sys.executable, "-m", "kdflow.local_api", str(sock.fileno())], pass_fds=[sock.fileno()], env=env
+            [sys.executable, "-m", "kdflow.local_api", str(sock.fileno())],
+            pass_fds=[sock.fileno()],
+            env={**os.environ, "PREFECT_UI_ENABLED": "0"},
+            stdin=subprocess.PIPE,
+            start_new_session=True,
         )
     # The server process holds the only copy of the socket now.
     try:
@@ -66,15 +74,19 @@ def local_api() -> Iterator[str | None]:
         client = {"PREFECT_API_URL": url, MARK: url, "PREFECT_UI_URL": os.environ.get("PREFECT_UI_URL", "")}
         before = {key: os.environ.get(key) for key in client}
         os.environ.update(client)
+        refresh_global_settings_context()  # Prefect may be imported already
         try:
             yield url
         finally:
-            _drain()
-            for key, value in before.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            try:
+                _drain()
+            finally:
+                for key, value in before.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                refresh_global_settings_context()
     finally:
         _stop(process)
 
@@ -104,8 +116,6 @@ def _wait_until_up(process: subprocess.Popen, url: str, timeout: float) -> None:
 def _drain() -> None:
     """Send the logs and events Prefect still holds while their server is up: at exit, after it
     has stopped, each would wait out its connection retries (a minute) and print an error."""
-    if "prefect" not in sys.modules:
-        return
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
@@ -114,7 +124,9 @@ def _drain() -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
+    """Close the server's standard input (it shuts down gracefully), then make sure it is gone."""
+    assert process.stdin is not None
+    process.stdin.close()
     try:
         process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
@@ -123,12 +135,19 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _serve(fd: int) -> None:
-    """The server process: Prefect's ephemeral app on the inherited socket."""
+    """The server process: Prefect's ephemeral app on the inherited socket, until standard input
+    closes (the run ended, however it ended)."""
     import uvicorn
     from prefect.server.api.server import create_app
 
-    app = create_app(ephemeral=True, final=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on")).run(sockets=[socket.socket(fileno=fd)])
+    server = uvicorn.Server(uvicorn.Config(create_app(ephemeral=True, final=True), log_level="error", lifespan="on"))
+
+    def watch() -> None:
+        sys.stdin.read()
+        server.should_exit = True
+
+    threading.Thread(target=watch, daemon=True).start()
+    server.run(sockets=[socket.socket(fileno=fd)])
 
 
 if __name__ == "__main__":
