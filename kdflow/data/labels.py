@@ -81,8 +81,11 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, cfg: LabelsConfig, folds: int, tea
     flat = x.reshape(len(x), -1)
     if cfg.model != "network":
         return cross_val_predict(cheap_model(cfg.model, cfg.seed), flat, y, cv=splitter, method="predict_proba")
-    if teacher is None:
-        raise InvalidSetup("validate.labels.model network cross-validates the teacher's architecture: give the teacher section")
+    if teacher is None or teacher.source == "torchscript":
+        raise InvalidSetup(
+            "validate.labels.model network cross-validates the teacher's architecture (teacher.model), which a "
+            "TorchScript teacher does not name: use extra_trees, logistic or boosting"
+        )
     import io
 
     import torch
@@ -91,15 +94,19 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, cfg: LabelsConfig, folds: int, tea
     from kdflow.training.loop import fit, predict
     from kdflow.training.models import build_model
 
-    # The last epoch's weights: picking an epoch on the held-out fold would let its labels,
-    # the ones being judged, choose the model.
-    settings = teacher.train.model_copy(update={"epochs": cfg.epochs, "patience": 0, "select": "last"})
+    # The last epoch's weights, and a few of the fold's own rows as the validation split that
+    # fit asks for: the held-out rows' labels, the ones being judged, never choose the model. On
+    # the CPU, without mixed precision or compilation, the suspects are the same on every run (DVC
+    # caches validate's outputs, and training reads them).
+    fixed = {"epochs": cfg.epochs, "patience": 0, "select": "last", "device": "cpu", "amp": "off", "compile": False}
+    settings = teacher.train.model_copy(update=fixed)
     classes = int(y.max()) + 1
     probs = np.zeros((len(y), classes), dtype=np.float32)
     quiet = Console(file=io.StringIO())
     for fold, (kept, held) in enumerate(splitter.split(flat, y)):
         model = build_model(teacher.model, x.shape[1:], classes, seed=cfg.seed + fold, inputs=x[kept])
-        fitted = fit(model, Split(x[kept], y[kept]), Split(x[held], y[held]), settings, label=f"labels {fold}", console=quiet)
+        shown = kept[: max(classes, len(kept) // 20)]
+        fitted = fit(model, Split(x[kept], y[kept]), Split(x[shown], y[shown]), settings, label=f"labels {fold}", console=quiet)
         probs[held] = torch.softmax(predict(fitted.model, torch.from_numpy(x[held])), dim=-1).numpy()
     return probs
 

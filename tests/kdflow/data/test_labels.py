@@ -65,8 +65,12 @@ def test_the_network_cheap_model_cross_validates_the_teachers_architecture():
     precision, recall = precision_recall(issues.rows, planted)
     assert recall >= 0.8 and precision >= 0.6 and issues.oof_accuracy > 0.85, (precision, recall, issues.oof_accuracy)
     assert issues.folds == 3 and len(issues.checked) == len(images)
+    again = find(images, cfg, teacher)  # validate's outputs are cached by DVC: the same rows every time
+    assert np.array_equal(again.rows, issues.rows) and np.array_equal(again.quality, issues.quality)
     with pytest.raises(InvalidSetup, match="teacher's architecture"):
         find(images, cfg)
+    with pytest.raises(InvalidSetup, match="TorchScript"):
+        find(images, cfg, teacher.model_copy(update={"source": "torchscript"}))
 
 
 def test_clean_labels_are_mostly_left_alone():
