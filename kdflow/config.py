@@ -129,7 +129,7 @@ class LabelsConfig(_Strict):
     # 1,000 rows x 40 features on 2 cores), a logistic regression, gradient boosting, or
     # network: the teacher's architecture (teacher.model), trained as teacher.train says but for
     # `epochs` epochs per fold. Trees read signals and images as loose pixels: on MNIST-1D they
-    # are 74 % accurate out of fold, a 5-epoch CNN 94 %, and its suspicions are the flips
+    # are 75 % accurate out of fold, a 5-epoch CNN 95 %, and most of its suspicions are flips
     # (bench/label_noise.py); it costs a few short teacher trainings
     model: Literal["extra_trees", "logistic", "boosting", "network"] = "extra_trees"
     epochs: Annotated[int, Field(ge=1)] = 5  # network only

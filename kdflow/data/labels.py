@@ -30,7 +30,8 @@ from kdflow.errors import InvalidSetup
 # their positions).
 MAX_LISTED = 10_000
 # Below this out-of-fold accuracy, the message says the cheap model may be the one that is
-# wrong (on MNIST-1D, 75 %: most of the rows it suspects are not flips, bench/label_noise.py)
+# wrong (the extra trees on MNIST-1D, 75 %: most of the rows they suspect are not flips,
+# bench/label_noise.py)
 CREDIBLE = 0.9
 
 
