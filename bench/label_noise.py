@@ -227,8 +227,13 @@ def main() -> None:
                     if trained:
                         rows.append(one(root, raw, kind, share, "exclude", True))
             result = {"rows": rows, "recovery": [] if args.quick else recovered(rows), "seeds": args.seeds}
-            key = dataset if args.seeds == 1 and not args.targeted_only else f"{dataset}, targeted 10 %, {args.seeds} seeds"
-            key = f"{dataset}, detection only" if args.quick else key
+            key = (
+                f"{dataset}, detection only"
+                if args.quick
+                else dataset
+                if args.seeds == 1 and not args.targeted_only
+                else f"{dataset}, targeted 10 %, {args.seeds} seeds"
+            )
             print(json.dumps({key: result["recovery"]}, indent=1), flush=True)
             # after each dataset: a later one that fails loses nothing
             stamp = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit}

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from unittest.mock import patch
 
 from kdflow.errors import KdflowError
 
@@ -45,18 +46,28 @@ def is_local(url: str | None) -> bool:
     return bool(url) and url == os.environ.get(MARK)
 
 
+def configured_api() -> str | None:
+    """The Prefect API set for this process: the environment first (a stage then needs no Prefect
+    import), else wherever Prefect reads one (`.env`, `prefect.toml`, `pyproject.toml`, the
+    active profile); None when none is."""
+    if "PREFECT_API_URL" in os.environ:
+        return os.environ["PREFECT_API_URL"] or None
+    from prefect.settings import Settings
+
+    return Settings().api.url or None
+
+
 @contextmanager
 def local_api() -> Iterator[str | None]:
     """Serve Prefect's API for this process while the block runs; yield its URL.
 
     Yields None, and starts nothing, when a Prefect server is configured: in the environment,
     a `.env`, `prefect.toml`, `pyproject.toml` or the active Prefect profile."""
-    from prefect.context import refresh_global_settings_context
-    from prefect.settings import Settings
-
-    if Settings().api.url:  # read afresh, from every place Prefect reads it
+    if configured_api():
         yield None
         return
+    from prefect.context import refresh_global_settings_context
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
@@ -72,22 +83,14 @@ def local_api() -> Iterator[str | None]:
         _wait_until_up(process, url, float(os.environ.get(STARTUP_SECONDS, "120")))
         # No UI is served, so no "View at" link to a page that is never there.
         client = {"PREFECT_API_URL": url, MARK: url, "PREFECT_UI_URL": os.environ.get("PREFECT_UI_URL", "")}
-        before = {key: os.environ.get(key) for key in client}
-        os.environ.update(client)
-        refresh_global_settings_context()  # Prefect may be imported already
-        try:
-            yield url
-        finally:
+        with patch.dict(os.environ, client):  # restored on the way out, however the block ends
+            refresh_global_settings_context()  # Prefect may be imported already
             try:
-                _drain()
+                yield url
             finally:
-                for key, value in before.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-                refresh_global_settings_context()
+                _drain()
     finally:
+        refresh_global_settings_context()
         _stop(process)
 
 

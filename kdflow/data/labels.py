@@ -231,12 +231,11 @@ def judge(
 def outcome(section: dict[str, Any] | None, train_md5: str) -> dict[str, Any]:
     """What training needs of the label check (reports/label_check.json): the rows excluded,
     for which training split, and the counts `reports/metrics.json` carries."""
-    checked = section is not None and not section.get("skipped")
     none: dict[str, Any] = {"checked_rows": 0, "suspected": 0, "share": 0.0, "excluded": []}
-    found: dict[str, Any] = section if section is not None and checked else none
+    found = section if section is not None and not section.get("skipped") else none
     return {
         "train_md5": train_md5,
-        "checked": checked,
+        "checked": found is section,
         "action": section["action"] if section else "off",
         "checked_rows": found["checked_rows"],
         "suspected": found["suspected"],

@@ -16,7 +16,6 @@ create the same version twice, so every registry write holds one lock:
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -24,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from kdflow.errors import KdflowError
-from kdflow.local_api import is_local
+from kdflow.local_api import configured_api, is_local
 
 LIMIT_NAME = "kdflow-registry"
 WAIT_SECONDS = 600.0  # a registration logs a model: minutes at worst, never this long
@@ -82,13 +81,8 @@ def prefect_server() -> str | None:
     """The shared Prefect API kdflow would talk to, from the environment or the active profile;
     None for Prefect's ephemeral API and for a run's own local one (one machine: the file lock
     serves)."""
-    if "PREFECT_API_URL" in os.environ:
-        url = os.environ["PREFECT_API_URL"]
-    else:
-        from prefect.settings import PREFECT_API_URL
-
-        url = PREFECT_API_URL.value()
-    return None if not url or is_local(url) else url
+    url = configured_api()
+    return None if url is None or is_local(url) else url
 
 
 @contextmanager
